@@ -1,0 +1,55 @@
+"""The interface every classifier in the zoo offers: features, head, and a replaceable classifier."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["Classifier", "init_weights"]
+
+
+class Classifier(nn.Module):
+    """Base class: ``forward(x) == forward_head(forward_features(x))``.
+
+    Subclasses implement :meth:`forward_features` (image -> feature map) and :meth:`forward_head`
+    (feature map -> logits, or pooled features with ``pre_logits=True``), and keep their final linear
+    layer in ``self.classifier`` so :meth:`reset_classifier` can swap it.
+    """
+
+    num_classes: int
+    classifier: nn.Module
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+    def get_classifier(self) -> nn.Module:
+        return self.classifier
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """Replace the final linear layer by a freshly initialised one with ``num_classes`` outputs."""
+        old = self.classifier
+        if not isinstance(old, nn.Linear):
+            raise NotImplementedError(f"{type(self).__name__} must override reset_classifier")
+        self.classifier = nn.Linear(old.in_features, num_classes)
+        self.num_classes = num_classes
+
+
+def init_weights(model: nn.Module) -> None:
+    """Kaiming-normal convolutions, unit BatchNorm, small-normal linear layers (reference-code defaults)."""
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Conv1d)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d)):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, 0, 0.01)
+            nn.init.zeros_(m.bias)
