@@ -62,6 +62,9 @@ class Reference:
         source: citation (paper table or reference implementation).
         params_rtol: relative tolerance for the parameter count.
         macs_rtol: relative tolerance for the multiply-adds.
+        flops: published FLOPs in the full convention of :mod:`hsnet.profiling` (MACs plus BN, activations,
+            pooling and element-wise ops), or None.
+        flops_rtol: relative tolerance for ``flops``.
     """
 
     params: float | None
@@ -71,6 +74,8 @@ class Reference:
     source: str
     params_rtol: float = 0.005
     macs_rtol: float = 0.03
+    flops: float | None = None
+    flops_rtol: float = 0.03
 
 
 @dataclass(frozen=True)
