@@ -79,32 +79,44 @@ def models_cmd(pattern: str, as_json: bool) -> None:
         _emit_json(
             [
                 {
-                    "name": i.name, "family": i.family, "paper": i.paper, "num_classes": i.num_classes,
-                    "input_size": i.input_size, "input_sizes": list(i.test_sizes), "params": i.params,
-                    "macs": i.macs, "description": i.description,
+                    "name": i.name,
+                    "family": i.family,
+                    "paper": i.paper,
+                    "num_classes": i.num_classes,
+                    "input_size": i.input_size,
+                    "input_sizes": list(i.test_sizes),
+                    "params": i.params,
+                    "macs": i.macs,
+                    "description": i.description,
                 }
                 for i in infos
             ]  # fmt: skip
         )
         return
     rows = [
-        (i.name, i.family, f"{i.input_size}", f"{i.num_classes}", format_count(i.params), format_count(i.macs),
+        (i.name, i.family, i.input_size, i.num_classes, format_count(i.params), format_count(i.macs),
          i.description)
         for i in infos
     ]  # fmt: skip
     click.echo(format_table(["model", "family", "input", "classes", "params", "MACs", "description"], rows,
                             "lllrrrl"))  # fmt: skip
-    click.echo(f"\n{len(infos)} models; MACs = conv/linear multiply-adds for one image at the input size shown")
+    click.echo(
+        f"\n{len(infos)} models; MACs = conv/linear multiply-adds for one image at the input size shown"
+    )
 
 
 @main.command("profile")
 @click.argument("model")
 @click.option("--input-size", type=INPUT_SIZE, default=None, help="Square input side [default: the model's].")
-@click.option("--num-classes", type=NUM_CLASSES, default=None, help="Classifier width [default: the model's].")
+@click.option(
+    "--num-classes", type=NUM_CLASSES, default=None, help="Classifier width [default: the model's]."
+)
 @click.option("--layers/--no-layers", default=False, help="Also print the per-layer table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full profile as JSON.")
 @_user_errors
-def profile_cmd(model: str, input_size: int | None, num_classes: int | None, layers: bool, as_json: bool) -> None:
+def profile_cmd(
+    model: str, input_size: int | None, num_classes: int | None, layers: bool, as_json: bool
+) -> None:
     """Count parameters, MACs and FLOPs of MODEL, broken down by operator kind."""
     size, prof = _profile(model, input_size, num_classes)
     if as_json:
@@ -137,10 +149,21 @@ def compare_cmd(models: Sequence[str], input_size: int, num_classes: int, as_jso
         _emit_json(
             [
                 {
-                    "model": n, "input_size": input_size, "num_classes": num_classes, "params": p.params,
-                    "macs": p.macs, "flops": p.flops, "pointwise_mac_share": p.macs_by_kind["pointwise"] / p.macs,
-                    "paper": None if r is None else {"params_m": r.params_m, "flops": r.flops,
-                                                    "top1_err": r.top1_err, "top5_err": r.top5_err},
+                    "model": n,
+                    "input_size": input_size,
+                    "num_classes": num_classes,
+                    "params": p.params,
+                    "macs": p.macs,
+                    "flops": p.flops,
+                    "pointwise_mac_share": p.macs_by_kind["pointwise"] / p.macs,
+                    "paper": None
+                    if r is None
+                    else {
+                        "params_m": r.params_m,
+                        "flops": r.flops,
+                        "top1_err": r.top1_err,
+                        "top5_err": r.top5_err,
+                    },
                 }
                 for n, p, r in results
             ]  # fmt: skip

@@ -4,4 +4,4 @@ __all__ = ["HSNetError"]
 
 
 class HSNetError(Exception):
-    """Base class of errors caused by user input; the CLI prints the message as one line and exits 2."""
+    """Base class of errors caused by user input; the CLI prints it as one line, exit 1."""

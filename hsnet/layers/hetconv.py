@@ -28,7 +28,8 @@ class HetConv(nn.Module):
     """HetConv (Fig. 1): ``act(bn(gwc3x3(x) + pwc1x1(x)))``.
 
     ``fuse()`` folds the BatchNorm that follows the sum into both branches (exact: both weights are scaled by
-    the BN scale and its shift becomes the grouped branch's bias). The branches are not merged into one kernel:
+    the BN scale and its shift becomes the grouped branch's bias). The branches are not merged into one
+    kernel:
     that would need a dense 3x3 convolution, which costs more than the two.
 
     Args:

@@ -2,10 +2,32 @@
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Any, TypeVar
+
 import torch
 from torch import nn
 
-__all__ = ["Classifier", "init_weights"]
+from hsnet.errors import HSNetError
+
+__all__ = ["Classifier", "apply_overrides", "init_weights"]
+
+C = TypeVar("C")
+
+
+def apply_overrides(cfg: C, overrides: dict[str, Any]) -> C:
+    """Return the frozen config dataclass ``cfg`` with ``overrides`` replacing its fields.
+
+    Raises:
+        HSNetError: naming the unknown keys and listing the valid ones.
+    """
+    valid = [f.name for f in dataclasses.fields(cfg)]  # type: ignore[arg-type]
+    unknown = sorted(set(overrides) - set(valid))
+    if unknown:
+        raise HSNetError(
+            f"unknown override(s) {', '.join(unknown)} for {type(cfg).__name__}; valid: {', '.join(valid)}"
+        )
+    return dataclasses.replace(cfg, **overrides)  # type: ignore[type-var]
 
 
 class Classifier(nn.Module):

@@ -2,7 +2,8 @@
 
 Written from the paper's Table 1 and its reference implementation's conventions (channel rounding to multiples
 of 4, SE reduction 1/4 rounded to 4 with a hard-sigmoid gate, a 1x1 conv head of 1280 with bias, dropout 0.2).
-GhostNet 1.0x with 1000 classes has 5.18 M parameters and 141 M multiply-adds at 224x224; with a 100-class head
+GhostNet 1.0x with 1000 classes has 5.18 M parameters and 141 M multiply-adds at 224x224; with a 100-class
+head
 it is the "GhostNet 4.00 M / 149.23 M" row of HSNet's Table 4 (see docs/hsnet.md for the FLOP convention).
 """
 
@@ -16,7 +17,7 @@ from torch import nn
 
 from hsnet.layers import ConvBNAct, make_divisible
 from hsnet.layers.ghost import GhostModule
-from hsnet.models.base import Classifier, init_weights
+from hsnet.models.base import Classifier, apply_overrides, init_weights
 from hsnet.registry import Reference, register_model
 
 __all__ = ["GhostBottleneck", "GhostNet", "GhostNetConfig", "SqueezeExcite", "ghostnet_100"]
@@ -70,10 +71,9 @@ class GhostBottleneck(nn.Module):
 class GhostNet(Classifier):
     """GhostNet: stem, nine stages of Ghost bottlenecks, 1x1 conv, pooled 1x1-conv head, classifier."""
 
-    def __init__(self, cfg: GhostNetConfig, num_classes: int = 1000, drop_rate: float = 0.2) -> None:
+    def __init__(self, cfg: GhostNetConfig, num_classes: int = 1000) -> None:
         super().__init__()
         self.num_classes = num_classes
-        self.drop_rate = drop_rate
         w = cfg.width
         in_chs = make_divisible(16 * w, 4)
         self.stem = ConvBNAct(3, in_chs, 3, 2)
@@ -91,7 +91,7 @@ class GhostNet(Classifier):
         self.global_pool = nn.AdaptiveAvgPool2d(1)
         self.conv_head = nn.Conv2d(self.final_chs, cfg.head_chs, 1, bias=True)
         self.act2 = nn.ReLU()
-        self.dropout = nn.Dropout(drop_rate)
+        self.dropout = nn.Dropout(cfg.drop_rate)
         self.classifier = nn.Linear(cfg.head_chs, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,10 +126,11 @@ class GhostNetConfig:
     )
     final_chs: int = 960
     head_chs: int = 1280
+    drop_rate: float = 0.2
 
 
 def _create(cfg: GhostNetConfig, num_classes: int, **overrides: Any) -> GhostNet:
-    model = GhostNet(cfg, num_classes=num_classes, **overrides)
+    model = GhostNet(apply_overrides(cfg, overrides), num_classes=num_classes)
     init_weights(model)
     return model
 

@@ -17,7 +17,7 @@ choice and the alternatives. Every choice is a field of :class:`HSNetConfig`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -26,7 +26,7 @@ from torch import nn
 from hsnet.layers import ConvBNAct
 from hsnet.layers.eca import ECA
 from hsnet.layers.hetconv import ImprovedHetConv
-from hsnet.models.base import Classifier, init_weights
+from hsnet.models.base import Classifier, apply_overrides, init_weights
 from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, Reference, register_model
 
 __all__ = ["HSNet", "HSNetConfig", "ResHetModelA", "ResHetModelB", "StageSpec", "hsnet"]
@@ -65,7 +65,9 @@ class ResHetModelB(nn.Module):
         stride: spatial stride (2 in every stage of Table 1).
     """
 
-    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, part: int, eca: bool, stride: int = 2) -> None:
+    def __init__(
+        self, in_chs: int, mid_chs: int, out_chs: int, part: int, eca: bool, stride: int = 2
+    ) -> None:
         super().__init__()
         self.expand = ImprovedHetConv(in_chs, mid_chs, part=part, act_layer=nn.ReLU)
         self.conv_dw = ConvBNAct(mid_chs, mid_chs, 3, stride, groups=mid_chs, act_layer=None)
@@ -167,7 +169,7 @@ class HSNet(Classifier):
 
 
 def _create(cfg: HSNetConfig, num_classes: int, **overrides: Any) -> HSNet:
-    model = HSNet(replace(cfg, **overrides), num_classes=num_classes)
+    model = HSNet(apply_overrides(cfg, overrides), num_classes=num_classes)
     init_weights(model)
     return model
 

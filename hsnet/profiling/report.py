@@ -29,7 +29,9 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
 
     def line(r: list[str]) -> str:
-        return "  ".join(c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align)).rstrip()
+        return "  ".join(
+            c.ljust(w) if a == "l" else c.rjust(w) for c, w, a in zip(r, widths, align, strict=True)
+        ).rstrip()
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
@@ -60,14 +62,22 @@ def format_profile(profile: Profile, name: str, *, layers: bool = False) -> str:
         "",
         format_table(
             ["FLOPs by category", "FLOPs", "share"],
-            [(c, format_count(p.flops_by_category[c]), _share(p.flops_by_category[c], p.flops)) for c in FLOP_CATEGORIES],
+            [
+                (c, format_count(p.flops_by_category[c]), _share(p.flops_by_category[c], p.flops))
+                for c in FLOP_CATEGORIES
+            ],
         ),
         "",
         format_table(
             ["operator kind", "MACs", "MAC share", "params", "param share"],
             [
-                (k, format_count(p.macs_by_kind[k]), _share(p.macs_by_kind[k], p.macs),
-                 format_count(p.params_by_kind[k]), _share(p.params_by_kind[k], p.params))
+                (
+                    k,
+                    format_count(p.macs_by_kind[k]),
+                    _share(p.macs_by_kind[k], p.macs),
+                    format_count(p.params_by_kind[k]),
+                    _share(p.params_by_kind[k], p.params),
+                )
                 for k in KINDS
             ],
         ),  # fmt: skip
@@ -78,5 +88,8 @@ def format_profile(profile: Profile, name: str, *, layers: bool = False) -> str:
              f"{lay.macs:,}", f"{lay.flops:,}")
             for lay in p.layers
         ]  # fmt: skip
-        out += ["", format_table(["layer", "type", "kind", "output", "params", "MACs", "FLOPs"], rows, "lllrrrr")]
+        out += [
+            "",
+            format_table(["layer", "type", "kind", "output", "params", "MACs", "FLOPs"], rows, "lllrrrr"),
+        ]
     return "\n".join(out)
