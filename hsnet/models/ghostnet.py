@@ -18,6 +18,7 @@ from torch import nn
 from hsnet.layers import ConvBNAct, make_divisible
 from hsnet.layers.ghost import GhostModule
 from hsnet.models.base import Classifier, apply_overrides, init_weights
+from hsnet.paper import table4_reference
 from hsnet.registry import Reference, register_model
 
 __all__ = ["GhostBottleneck", "GhostNet", "GhostNetConfig", "SqueezeExcite", "ghostnet_100"]
@@ -152,16 +153,7 @@ def _create(cfg: GhostNetConfig, num_classes: int, **overrides: Any) -> GhostNet
             source="GhostNet paper, Table 7 (GhostNet 1.0x: 5.2 M params, 141 M FLOPs)",
             params_rtol=0.01,
         ),
-        Reference(
-            params=4.00e6,
-            macs=None,
-            flops=149.23e6,
-            num_classes=100,
-            input_size=224,
-            source="HSNet paper, Table 4 (CIFAR-100: 4.00 M params, 149.23 M FLOPs at 224x224)",
-            params_rtol=0.01,
-            flops_rtol=0.015,
-        ),
+        table4_reference("ghostnet_100", params_rtol=0.01, flops_rtol=0.015),
     ),
     description="GhostNet 1.0x (ImageNet definition; Table 4's GhostNet with a 100-class head)",
 )

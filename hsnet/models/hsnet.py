@@ -27,7 +27,8 @@ from hsnet.layers import ConvBNAct
 from hsnet.layers.eca import ECA
 from hsnet.layers.hetconv import ImprovedHetConv
 from hsnet.models.base import Classifier, apply_overrides, init_weights
-from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, Reference, register_model
+from hsnet.paper import table4_reference
+from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, register_model
 
 __all__ = ["HSNet", "HSNetConfig", "ResHetModelA", "ResHetModelB", "StageSpec", "hsnet"]
 
@@ -184,18 +185,7 @@ def _create(cfg: HSNetConfig, num_classes: int, **overrides: Any) -> HSNet:
     input_sizes=(224, 32),
     mean=CIFAR100_MEAN,
     std=CIFAR100_STD,
-    references=(
-        Reference(
-            params=3.00e6,
-            macs=None,
-            flops=231.87e6,
-            num_classes=100,
-            input_size=224,
-            source="HSNet paper, Table 4 (CIFAR-100: 3.00 M params, 231.87 M FLOPs at 224x224)",
-            params_rtol=0.03,
-            flops_rtol=0.03,
-        ),
-    ),
+    references=(table4_reference("hsnet", params_rtol=0.03, flops_rtol=0.03),),
     description="HSNet (reconstructed): improved HetConv + GhostModule residual blocks with ECA",
 )
 def hsnet(*, num_classes: int = 100, **overrides: Any) -> HSNet:

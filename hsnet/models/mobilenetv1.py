@@ -24,6 +24,7 @@ from torch import nn
 
 from hsnet.layers import ConvBNAct, make_divisible
 from hsnet.models.base import Classifier, apply_overrides, init_weights
+from hsnet.paper import cifar100_repo_reference, table4_reference
 from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
 
 __all__ = ["DepthwiseSeparable", "MobileNetV1", "MobileNetV1Config", "cifar_mobilenetv1", "mobilenetv1_100"]
@@ -177,21 +178,8 @@ def mobilenetv1_100(*, num_classes: int = 1000, **overrides: Any) -> MobileNetV1
     mean=CIFAR100_MEAN,
     std=CIFAR100_STD,
     references=(
-        Reference(
-            params=3.30e6,
-            macs=None,
-            num_classes=100,
-            input_size=32,
-            source="HSNet paper, Table 4 (CIFAR-100)",
-            params_rtol=0.01,
-        ),
-        Reference(
-            params=3.315e6,
-            macs=46.4e6,
-            num_classes=100,
-            input_size=32,
-            source="weiaicunzai/pytorch-cifar100 models/mobilenet.py, measured (100 classes, 32x32)",
-        ),
+        table4_reference("cifar_mobilenetv1", params_rtol=0.01),
+        cifar100_repo_reference("models/mobilenet.py", 3.315e6, 46.4e6),
     ),
     description="MobileNet V1 1.0x, CIFAR definition of pytorch-cifar100 (stride-1 stem)",
 )

@@ -28,6 +28,7 @@ from torch import nn
 
 from hsnet.layers import ConvBNAct, make_divisible
 from hsnet.models.base import Classifier, apply_overrides, init_weights
+from hsnet.paper import cifar100_repo_reference, table4_reference
 from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
 
 __all__ = ["InvertedResidual", "MobileNetV2", "MobileNetV2Config", "cifar_mobilenetv2", "mobilenetv2_100"]
@@ -230,21 +231,8 @@ def mobilenetv2_100(*, num_classes: int = 1000, **overrides: Any) -> MobileNetV2
     mean=CIFAR100_MEAN,
     std=CIFAR100_STD,
     references=(
-        Reference(
-            params=2.36e6,
-            macs=None,
-            num_classes=100,
-            input_size=32,
-            source="HSNet paper, Table 4 (CIFAR-100)",
-            params_rtol=0.01,
-        ),
-        Reference(
-            params=2.369e6,
-            macs=64.9e6,
-            num_classes=100,
-            input_size=32,
-            source="weiaicunzai/pytorch-cifar100 models/mobilenetv2.py, measured (100 classes, 32x32)",
-        ),
+        table4_reference("cifar_mobilenetv2", params_rtol=0.01),
+        cifar100_repo_reference("models/mobilenetv2.py", 2.369e6, 64.9e6),
     ),
     description="MobileNetV2 1.0x, CIFAR definition of pytorch-cifar100 (1x1 stem, stride-1 stage 6)",
 )

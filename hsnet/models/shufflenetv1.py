@@ -36,6 +36,7 @@ from torch import nn
 from hsnet.errors import HSNetError
 from hsnet.layers import ChannelShuffle, ConvBNAct
 from hsnet.models.base import Classifier, apply_overrides, init_weights
+from hsnet.paper import cifar100_repo_reference, table4_reference
 from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
 
 __all__ = ["ShuffleNetV1", "ShuffleNetV1Config", "ShuffleV1Unit", "cifar_shufflenetv1", "shufflenetv1_g3_100"]
@@ -227,22 +228,10 @@ def shufflenetv1_g3_100(*, num_classes: int = 1000, **overrides: Any) -> Shuffle
     mean=CIFAR100_MEAN,
     std=CIFAR100_STD,
     references=(
-        Reference(
-            params=1.00e6,
-            macs=None,
-            num_classes=100,
-            input_size=32,
-            source="HSNet paper, Table 4 (CIFAR-100)",
-            params_rtol=0.015,  # the table's 1.00 M for a 1.012 M definition
-        ),
-        Reference(
-            params=1.012e6,
-            macs=41.7e6,
-            num_classes=100,
-            input_size=32,
-            source="weiaicunzai/pytorch-cifar100 models/shufflenet.py (shufflenet()), "
-            "measured on that definition",
-        ),
+        table4_reference(
+            "cifar_shufflenetv1", params_rtol=0.015
+        ),  # the table's 1.00 M for a 1.012 M definition
+        cifar100_repo_reference("models/shufflenet.py", 1.012e6, 41.7e6),
     ),
     description="ShuffleNet V1 g=3 for 32x32 CIFAR inputs (pytorch-cifar100 definition)",
 )

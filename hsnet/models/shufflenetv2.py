@@ -30,6 +30,7 @@ from torch import nn
 from hsnet.errors import HSNetError
 from hsnet.layers import ChannelShuffle, ConvBNAct
 from hsnet.models.base import Classifier, apply_overrides, init_weights
+from hsnet.paper import cifar100_repo_reference, table4_reference
 from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
 
 __all__ = ["ShuffleNetV2", "ShuffleNetV2Config", "ShuffleV2Unit", "cifar_shufflenetv2", "shufflenetv2_100"]
@@ -228,22 +229,10 @@ def shufflenetv2_100(*, num_classes: int = 1000, **overrides: Any) -> ShuffleNet
     mean=CIFAR100_MEAN,
     std=CIFAR100_STD,
     references=(
-        Reference(
-            params=1.30e6,
-            macs=None,
-            num_classes=100,
-            input_size=32,
-            source="HSNet paper, Table 4 (CIFAR-100)",
-            params_rtol=0.05,  # the table's 1.30 M is truncated from the definition's 1.361 M
-        ),
-        Reference(
-            params=1.361e6,
-            macs=43.7e6,
-            num_classes=100,
-            input_size=32,
-            source="weiaicunzai/pytorch-cifar100 models/shufflenetv2.py (shufflenetv2()), "
-            "measured on that definition",
-        ),
+        table4_reference(
+            "cifar_shufflenetv2", params_rtol=0.05
+        ),  # the table's 1.30 M is truncated from the definition's 1.361 M
+        cifar100_repo_reference("models/shufflenetv2.py", 1.361e6, 43.7e6),
     ),
     description="ShuffleNet V2 1.0x for 32x32 CIFAR inputs (pytorch-cifar100 definition)",
 )

@@ -28,6 +28,7 @@ from torch import nn
 
 from hsnet.layers import ConvBNAct
 from hsnet.models.base import Classifier, apply_overrides, init_weights
+from hsnet.paper import cifar100_repo_reference, table4_reference
 from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
 
 __all__ = ["Fire", "SqueezeNet", "SqueezeNetConfig", "squeezenet1_0", "squeezenet1_1", "cifar_squeezenet"]
@@ -300,21 +301,8 @@ def squeezenet1_1(*, num_classes: int = 1000, **overrides: Any) -> SqueezeNet:
     mean=CIFAR100_MEAN,
     std=CIFAR100_STD,
     references=(
-        Reference(
-            params=0.78e6,
-            macs=None,
-            num_classes=100,
-            input_size=32,
-            source="HSNet paper, Table 4 (CIFAR-100)",
-            params_rtol=0.01,
-        ),
-        Reference(
-            params=0.781e6,
-            macs=53.3e6,
-            num_classes=100,
-            input_size=32,
-            source="weiaicunzai/pytorch-cifar100 models/squeezenet.py, measured (100 classes, 32x32)",
-        ),
+        table4_reference("cifar_squeezenet", params_rtol=0.01),
+        cifar100_repo_reference("models/squeezenet.py", 0.781e6, 53.3e6),
     ),
     description="SqueezeNet with BatchNorm and simple bypass, CIFAR stem (pytorch-cifar100)",
 )

@@ -26,6 +26,7 @@ from torch import nn
 
 from hsnet.layers import ConvBNAct
 from hsnet.models.base import Classifier, apply_overrides, init_weights
+from hsnet.paper import cifar100_repo_reference, table4_reference
 from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
 
 __all__ = ["VGG", "VGGConfig", "vgg16_bn", "cifar_vgg16_bn"]
@@ -154,21 +155,8 @@ def vgg16_bn(*, num_classes: int = 1000, **overrides: Any) -> VGG:
     mean=CIFAR100_MEAN,
     std=CIFAR100_STD,
     references=(
-        Reference(
-            params=34.00e6,
-            macs=None,
-            num_classes=100,
-            input_size=32,
-            source="HSNet paper, Table 4 (CIFAR-100)",
-            params_rtol=0.01,
-        ),
-        Reference(
-            params=34.015e6,
-            macs=332.5e6,
-            num_classes=100,
-            input_size=32,
-            source="weiaicunzai/pytorch-cifar100 models/vgg.py vgg16_bn, measured (100 classes, 32x32)",
-        ),
+        table4_reference("cifar_vgg16_bn", params_rtol=0.01),
+        cifar100_repo_reference("models/vgg.py", 34.015e6, 332.5e6),
     ),
     description="VGG-16 with BatchNorm and a 512-wide head for 32x32 CIFAR (pytorch-cifar100)",
 )
