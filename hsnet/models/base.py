@@ -33,19 +33,27 @@ def apply_overrides(cfg: C, overrides: dict[str, Any]) -> C:
 class Classifier(nn.Module):
     """Base class: ``forward(x) == forward_head(forward_features(x))``.
 
-    Subclasses implement :meth:`forward_features` (image -> feature map) and :meth:`forward_head`
-    (feature map -> logits, or pooled features with ``pre_logits=True``), and keep their final linear
-    layer in ``self.classifier`` so :meth:`reset_classifier` can swap it.
+    Subclasses implement :meth:`forward_features` (image -> feature map) and either define ``global_pool``,
+    ``drop`` and ``classifier`` for the default :meth:`forward_head` or override it (feature map -> logits, or
+    pooled features with ``pre_logits=True``). The final linear layer lives in ``self.classifier`` so
+    :meth:`reset_classifier` can swap it.
     """
 
     num_classes: int
+    global_pool: nn.Module
+    drop: nn.Module
     classifier: nn.Module
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        raise NotImplementedError
+        """Default head: ``classifier(drop(global_pool(x)))``; with ``pre_logits`` the pooled features.
+
+        Uses ``global_pool``, ``drop`` and ``classifier``; families with another head override it.
+        """
+        x = self.global_pool(x).flatten(1)
+        return x if pre_logits else self.classifier(self.drop(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))

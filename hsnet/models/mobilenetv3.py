@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from hsnet.layers import ConvBNAct, make_divisible
+from hsnet.layers.se import SqueezeExcite
 from hsnet.models.base import Classifier, apply_overrides, init_weights
 from hsnet.registry import IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
 
@@ -39,30 +40,11 @@ __all__ = [
     "InvertedResidualSE",
     "MobileNetV3",
     "MobileNetV3Config",
-    "SqueezeExcite",
     "mobilenetv3_large_100",
     "mobilenetv3_small_100",
 ]
 
 _PAPER = "Howard et al., Searching for MobileNetV3, ICCV 2019"
-
-
-class SqueezeExcite(nn.Module):
-    """Squeeze-and-excite with hard-sigmoid gating (paper Sec. 5.3 and Fig. 4).
-
-    Args:
-        chs: channels of the gated feature map.
-        rd_chs: bottleneck channels.
-    """
-
-    def __init__(self, chs: int, rd_chs: int) -> None:
-        super().__init__()
-        self.pool = nn.AdaptiveAvgPool2d(1)
-        self.reduce = ConvBNAct(chs, rd_chs, 1, act_layer=nn.ReLU, bn=False)
-        self.expand = ConvBNAct(rd_chs, chs, 1, act_layer=nn.Hardsigmoid, bn=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.expand(self.reduce(self.pool(x)))
 
 
 class InvertedResidualSE(nn.Module):

@@ -86,16 +86,11 @@ class ResNet(Classifier):
         self.stages = nn.Sequential(*stages)
         self.num_features = chs
         self.global_pool = nn.AdaptiveAvgPool2d(1)
-        self.head_drop = nn.Dropout(cfg.drop_rate)
+        self.drop = nn.Dropout(cfg.drop_rate)
         self.classifier = nn.Linear(chs, num_classes)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.stages(self.stem(x))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Pool and classify a feature map; with ``pre_logits`` return the pooled features."""
-        x = self.global_pool(x).flatten(1)
-        return x if pre_logits else self.classifier(self.head_drop(x))
 
 
 @dataclass(frozen=True)

@@ -128,12 +128,6 @@ class ShuffleNetV2(Classifier):
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.stages(self.stem_pool(self.stem(x))))
 
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        x = self.global_pool(x).flatten(1)
-        if pre_logits:
-            return x
-        return self.classifier(self.drop(x))
-
 
 @dataclass(frozen=True)
 class ShuffleNetV2Config:
