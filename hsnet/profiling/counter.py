@@ -15,6 +15,7 @@ conventions are kept side by side (docs/profiling.md):
 from __future__ import annotations
 
 import math
+import weakref
 from collections import defaultdict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,7 +86,12 @@ class LayerStats:
 
 @dataclass
 class Profile:
-    """Result of :func:`profile_model`; all counts are for the whole batch (default batch 1)."""
+    """Result of :func:`profile_model`; all counts are for the whole batch (default batch 1).
+
+    ``activations`` counts elements written by convolutions and matrix products; ``peak_activation_bytes`` is
+    the most memory that operator outputs held at once during the pass (the input, parameters and buffers
+    excluded): what an inference runtime without buffer reuse across live tensors must hold.
+    """
 
     params: int
     trainable_params: int
@@ -93,6 +99,7 @@ class Profile:
     flops: int
     flops_by_category: dict[str, int]
     activations: int
+    peak_activation_bytes: int
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     macs_by_kind: dict[str, int]
@@ -133,9 +140,41 @@ class _OpCounter(TorchDispatchMode):
         self.kind_macs: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
         self.conv_kinds: dict[str, str] = {}
         self.activations = 0
+        # Live activation memory: bytes of each storage an operator created, and how many tensors use it.
+        self.external: set[int] = set()
+        self.storage_bytes: dict[int, int] = {}
+        self.storage_refs: dict[int, int] = defaultdict(int)
+        self.live_bytes = 0
+        self.peak_bytes = 0
+
+    def ignore_storage_of(self, tensors: Any) -> None:
+        """Never count these tensors' storages (the input, parameters, buffers) as activations."""
+        for t in tensors:
+            self.external.add(t.untyped_storage().data_ptr())
+
+    def _track(self, out: Any) -> None:
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if not isinstance(t, torch.Tensor):
+                continue
+            storage = t.untyped_storage()
+            key = storage.data_ptr()
+            if key in self.external or storage.nbytes() == 0:
+                continue
+            if key not in self.storage_bytes:
+                self.storage_bytes[key] = storage.nbytes()
+                self.live_bytes += storage.nbytes()
+                self.peak_bytes = max(self.peak_bytes, self.live_bytes)
+            self.storage_refs[key] += 1
+            weakref.finalize(t, self._release, key)
+
+    def _release(self, key: int) -> None:
+        self.storage_refs[key] -= 1
+        if self.storage_refs[key] == 0:
+            self.live_bytes -= self.storage_bytes.pop(key)
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         out = func(*args, **(kwargs or {}))
+        self._track(out)
         name = func.overloadpacket.__name__
         owner = self.stack[-1]
         cat = self.flops[owner]
@@ -218,6 +257,7 @@ def profile_model(model: nn.Module, input_size: int | tuple[int, int] = 224, *, 
     in_chs = _input_channels(model)
     x = torch.zeros(batch, in_chs, h, w)
     counter = _OpCounter()
+    counter.ignore_storage_of([x, *model.parameters(), *model.buffers()])
     shapes: dict[str, tuple[int, ...]] = {}
     was_training = model.training
     model.eval()
@@ -261,6 +301,7 @@ def profile_model(model: nn.Module, input_size: int | tuple[int, int] = 224, *, 
         flops=sum(by_cat.values()),
         flops_by_category=by_cat,
         activations=counter.activations,
+        peak_activation_bytes=counter.peak_bytes,
         input_shape=tuple(x.shape),
         output_shape=tuple(out.shape),
         macs_by_kind=macs_by_kind,

@@ -57,7 +57,8 @@ def format_profile(profile: Profile, name: str, *, layers: bool = False) -> str:
     out = [
         f"{name}: {format_count(p.params)} parameters, {format_count(p.macs)} MACs, "
         f"{format_count(p.flops)} FLOPs, {format_count(p.activations)} activations "
-        f"({p.activation_bytes / 2**20:.1f} MiB fp32)",
+        f"({p.activation_bytes / 2**20:.1f} MiB fp32), "
+        f"peak live activations {p.peak_activation_bytes / 2**20:.1f} MiB",
         f"measured on {measurement_context(p.input_shape)}",
         "",
         format_table(

@@ -68,9 +68,25 @@ def test_counts_match_a_hand_count():
     }
     assert prof.params == 3 * 8 * 9 + 16 + 8 * 9 + 8 * 5 + 5
     assert prof.activations == 128 + 128 + 5
+    # y, dw(y) and y + dw(y) are alive together: 3 x 128 fp32 values (input and weights excluded)
+    assert prof.peak_activation_bytes == 3 * 128 * 4
     rows = {layer.name: layer for layer in prof.layers}
     assert rows["(model)"].flops == 128 and rows["(model)"].type == "_Tiny"  # the add is the model's own op
     assert rows["conv.conv"].output_shape == (1, 8, 4, 4)
+
+
+def test_peak_activation_memory_counts_live_tensors_once():
+    chain = nn.Sequential(
+        nn.Conv2d(3, 8, 3, 2, 1),
+        nn.ReLU(inplace=True),
+        nn.Conv2d(8, 16, 3, 1, 1),
+        nn.Flatten(),
+        nn.Linear(256, 4),
+    )
+    # the 8x4x4 and 16x4x4 maps are alive together; the in-place ReLU and the flatten view add nothing
+    assert profile_model(chain, 8).peak_activation_bytes == (8 * 16 + 16 * 16) * 4
+    one, two = profile_model(chain, 8), profile_model(chain, 8, batch=2)
+    assert two.peak_activation_bytes == 2 * one.peak_activation_bytes
 
 
 @pytest.mark.parametrize(
