@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
 from typing import Any, TypeVar
@@ -12,7 +11,7 @@ import click
 
 from hsnet.errors import HSNetError
 from hsnet.paper import TABLE4, TABLE4_INPUT_SIZE, TABLE4_NUM_CLASSES, table4_row
-from hsnet.profiling import profile_model
+from hsnet.profiling import Profile, profile_model
 from hsnet.profiling.report import format_count, format_profile, format_table, measurement_context
 from hsnet.registry import create_model, list_models, model_info
 
@@ -41,7 +40,7 @@ def _emit_json(data: Any) -> None:
     click.echo(json.dumps(data, indent=2))
 
 
-def _profile(name: str, input_size: int | None, num_classes: int | None):  # noqa: ANN202
+def _profile(name: str, input_size: int | None, num_classes: int | None) -> tuple[int, Profile]:
     """Build and profile one registered model; a size the model cannot run at is a user error."""
     info = model_info(name)
     size = input_size or info.input_size
@@ -178,7 +177,3 @@ def compare_cmd(models: Sequence[str], input_size: int, num_classes: int, as_jso
     click.echo(format_table(["model", "params", "paper", "MACs", "FLOPs", "paper FLOPs", "1x1 share"], rows))
     click.echo(f"\n{num_classes} classes; measured on {measurement_context(results[0][1].input_shape)}")
     click.echo("paper = HSNet paper Table 4 (CIFAR-100); '-' where the paper's figure is unreadable")
-
-
-def run() -> None:  # pragma: no cover - console entry for `python -m hsnet`
-    sys.exit(main())

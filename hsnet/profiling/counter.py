@@ -172,7 +172,7 @@ class _OpCounter(TorchDispatchMode):
         if self.storage_refs[key] == 0:
             self.live_bytes -= self.storage_bytes.pop(key)
 
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         self._track(out)
         name = func.overloadpacket.__name__
