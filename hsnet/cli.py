@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from functools import wraps
@@ -89,7 +90,7 @@ def models_cmd(pattern: str, as_json: bool) -> None:
                     "description": i.description,
                 }
                 for i in infos
-            ]  # fmt: skip
+            ]
         )
         return
     rows = [
@@ -155,17 +156,10 @@ def compare_cmd(models: Sequence[str], input_size: int, num_classes: int, as_jso
                     "macs": p.macs,
                     "flops": p.flops,
                     "pointwise_mac_share": p.macs_by_kind["pointwise"] / p.macs,
-                    "paper": None
-                    if r is None
-                    else {
-                        "params_m": r.params_m,
-                        "flops": r.flops,
-                        "top1_err": r.top1_err,
-                        "top5_err": r.top5_err,
-                    },
+                    "paper": None if r is None else dataclasses.asdict(r),
                 }
                 for n, p, r in results
-            ]  # fmt: skip
+            ]
         )
         return
     rows = [

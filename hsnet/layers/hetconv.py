@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hsnet.layers.conv_bn_act import ActLayer, ConvBNAct, fold_bn
+from hsnet.layers.conv_bn_act import ActLayer, ConvBNAct, fold_bn, fuse_conv_bn
 from hsnet.layers.ghost import GhostModule
 
 __all__ = ["HetConv", "ImprovedHetConv"]
@@ -29,8 +29,7 @@ class HetConv(nn.Module):
 
     ``fuse()`` folds the BatchNorm that follows the sum into both branches (exact: both weights are scaled by
     the BN scale and its shift becomes the grouped branch's bias). The branches are not merged into one
-    kernel:
-    that would need a dense 3x3 convolution, which costs more than the two.
+    kernel: that would need a dense 3x3 convolution, which costs more than the two.
 
     Args:
         in_chs: input channels.
@@ -58,15 +57,9 @@ class HetConv(nn.Module):
         """Fold the BN after the branch sum into both branches; idempotent."""
         if not isinstance(self.bn, nn.BatchNorm2d):
             return
-        scale, shift = fold_bn(self.bn)
-        self.pwc.weight.mul_(scale.reshape(-1, 1, 1, 1))
-        self.gwc.weight.mul_(scale.reshape(-1, 1, 1, 1))
-        gwc = nn.Conv2d(
-            self.gwc.in_channels, self.gwc.out_channels, 3, self.gwc.stride, 1, groups=self.gwc.groups
-        )
-        gwc.weight.copy_(self.gwc.weight)
-        gwc.bias.copy_(shift)
-        self.gwc = gwc
+        scale, _ = fold_bn(self.bn)
+        self.gwc = fuse_conv_bn(self.gwc, self.bn)  # scale and the whole shift
+        self.pwc.weight.mul_(scale.reshape(-1, 1, 1, 1))  # scale only
         self.bn = nn.Identity()
 
 

@@ -135,7 +135,6 @@ class _OpCounter(TorchDispatchMode):
     def __init__(self) -> None:
         super().__init__()
         self.stack: list[str] = [""]
-        self.macs: dict[str, int] = defaultdict(int)
         self.flops: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(FLOP_CATEGORIES, 0))
         self.kind_macs: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(KINDS, 0))
         self.conv_kinds: dict[str, str] = {}
@@ -189,7 +188,7 @@ class _OpCounter(TorchDispatchMode):
             cat["bias"] += result.numel() if bias is not None else 0
             self.activations += result.numel()
         elif name in ("mm", "addmm", "bmm", "baddbmm"):
-            a, b = (args[1], args[2]) if name in ("addmm", "baddbmm") else (args[0], args[1])
+            a = args[1] if name in ("addmm", "baddbmm") else args[0]
             self._add_macs(owner, "linear", result.numel() * a.shape[-1])
             self.conv_kinds.setdefault(owner, "linear")
             if name in ("addmm", "baddbmm"):
@@ -206,7 +205,6 @@ class _OpCounter(TorchDispatchMode):
         return out
 
     def _add_macs(self, owner: str, kind: str, macs: int) -> None:
-        self.macs[owner] += macs
         self.flops[owner]["macs"] += macs
         self.kind_macs[owner][kind] += macs
 
@@ -281,7 +279,7 @@ def profile_model(model: nn.Module, input_size: int | tuple[int, int] = 224, *, 
                     type=type(module).__name__,
                     kind=kind,
                     params=own,
-                    macs=counter.macs.get(name, 0),
+                    macs=counter.flops[name]["macs"] if name in counter.flops else 0,
                     flops=flops,
                     output_shape=shapes.get(name, ()),
                 )
