@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable, Sequence
-from functools import wraps
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 import click
 
+from hsnet.clitools import INPUT_SIZE, NUM_CLASSES, emit_json, user_errors
 from hsnet.errors import HSNetError
 from hsnet.paper import TABLE4, TABLE4_INPUT_SIZE, TABLE4_NUM_CLASSES, table4_row
 from hsnet.profiling import Profile, profile_model
@@ -17,28 +15,6 @@ from hsnet.profiling.report import format_count, format_profile, format_table, m
 from hsnet.registry import create_model, list_models, model_info
 
 __all__ = ["main"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-INPUT_SIZE = click.IntRange(min=8, max=4096)
-NUM_CLASSES = click.IntRange(min=1)
-
-
-def _user_errors(fn: F) -> F:
-    """Turn HSNetError into a one-line ``error: ...`` on stderr and exit status 2, without a traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except HSNetError as e:
-            raise click.ClickException(str(e)) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2))
 
 
 def _profile(name: str, input_size: int | None, num_classes: int | None) -> tuple[int, Profile]:
@@ -51,9 +27,7 @@ def _profile(name: str, input_size: int | None, num_classes: int | None) -> tupl
     except RuntimeError as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         sizes = ", ".join(map(str, info.test_sizes))
-        raise HSNetError(
-            f"{name} cannot run on a {size}x{size} input ({first}); it is tested at {sizes}"
-        ) from None
+        raise HSNetError(f"{name} cannot run on a {size}x{size} input ({first}); it is tested at {sizes}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -65,7 +39,7 @@ def main() -> None:
 @main.command("models")
 @click.argument("pattern", default="*")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_user_errors
+@user_errors
 def models_cmd(pattern: str, as_json: bool) -> None:
     """List registered models matching PATTERN (shell wildcards) with declared parameters and MACs.
 
@@ -76,7 +50,7 @@ def models_cmd(pattern: str, as_json: bool) -> None:
         raise HSNetError(f"no model matches {pattern!r}; valid names: {', '.join(list_models())}")
     infos = [model_info(n) for n in names]
     if as_json:
-        _emit_json(
+        emit_json(
             [
                 {
                     "name": i.name,
@@ -100,27 +74,21 @@ def models_cmd(pattern: str, as_json: bool) -> None:
     ]  # fmt: skip
     click.echo(format_table(["model", "family", "input", "classes", "params", "MACs", "description"], rows,
                             "lllrrrl"))  # fmt: skip
-    click.echo(
-        f"\n{len(infos)} models; MACs = conv/linear multiply-adds for one image at the input size shown"
-    )
+    click.echo(f"\n{len(infos)} models; MACs = conv/linear multiply-adds for one image at the input size shown")
 
 
 @main.command("profile")
 @click.argument("model")
 @click.option("--input-size", type=INPUT_SIZE, default=None, help="Square input side [default: the model's].")
-@click.option(
-    "--num-classes", type=NUM_CLASSES, default=None, help="Classifier width [default: the model's]."
-)
+@click.option("--num-classes", type=NUM_CLASSES, default=None, help="Classifier width [default: the model's].")
 @click.option("--layers/--no-layers", default=False, help="Also print the per-layer table.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full profile as JSON.")
-@_user_errors
-def profile_cmd(
-    model: str, input_size: int | None, num_classes: int | None, layers: bool, as_json: bool
-) -> None:
+@user_errors
+def profile_cmd(model: str, input_size: int | None, num_classes: int | None, layers: bool, as_json: bool) -> None:
     """Count parameters, MACs and FLOPs of MODEL, broken down by operator kind."""
     size, prof = _profile(model, input_size, num_classes)
     if as_json:
-        _emit_json({"model": model, "input_size": size, **prof.to_dict()})
+        emit_json({"model": model, "input_size": size, **prof.to_dict()})
     else:
         click.echo(format_profile(prof, model, layers=layers))
 
@@ -130,7 +98,7 @@ def profile_cmd(
 @click.option("--input-size", type=INPUT_SIZE, default=TABLE4_INPUT_SIZE, show_default=True)
 @click.option("--num-classes", type=NUM_CLASSES, default=TABLE4_NUM_CLASSES, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-@_user_errors
+@user_errors
 def compare_cmd(models: Sequence[str], input_size: int, num_classes: int, as_json: bool) -> None:
     """Profile HSNet against its baselines, next to the paper's Table 4 figures.
 
@@ -146,7 +114,7 @@ def compare_cmd(models: Sequence[str], input_size: int, num_classes: int, as_jso
         row = table4_row(name)
         results.append((name, prof, row))
     if as_json:
-        _emit_json(
+        emit_json(
             [
                 {
                     "model": n,
@@ -171,3 +139,16 @@ def compare_cmd(models: Sequence[str], input_size: int, num_classes: int, as_jso
     click.echo(format_table(["model", "params", "paper", "MACs", "FLOPs", "paper FLOPs", "1x1 share"], rows))
     click.echo(f"\n{num_classes} classes; measured on {measurement_context(results[0][1].input_shape)}")
     click.echo("paper = HSNet paper Table 4 (CIFAR-100); '-' where the paper's figure is unreadable")
+
+
+def _add_subsystems() -> None:
+    """Attach the train/eval, deploy and bench commands (their modules import heavy dependencies lazily)."""
+    from benchmarks.cli import bench
+    from deploy.cli import deploy
+    from hsnet.training.cli import eval_cmd, train_cmd
+
+    for command in (train_cmd, eval_cmd, deploy, bench):
+        main.add_command(command)
+
+
+_add_subsystems()

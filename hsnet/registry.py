@@ -175,9 +175,7 @@ def model_info(name: str) -> ModelInfo:
     except KeyError:
         close = difflib.get_close_matches(name, _REGISTRY, n=3, cutoff=0.5)
         hint = f"did you mean {', '.join(close)}? " if close else ""
-        raise UnknownModelError(
-            f"unknown model {name!r}; {hint}valid names: {', '.join(sorted(_REGISTRY))}"
-        ) from None
+        raise UnknownModelError(f"unknown model {name!r}; {hint}valid names: {', '.join(sorted(_REGISTRY))}") from None
 
 
 def create_model(name: str, *, num_classes: int | None = None, **overrides: Any) -> nn.Module:

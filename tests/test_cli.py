@@ -92,9 +92,7 @@ def test_compare_json(run):
 
 def test_compare_rejects_bad_name_before_work(run):
     result = run("compare", "hsnet", "nope")
-    assert (
-        result.exit_code == 1 and "unknown model 'nope'" in result.output and "profiling" not in result.output
-    )
+    assert result.exit_code == 1 and "unknown model 'nope'" in result.output and "profiling" not in result.output
 
 
 def test_real_subprocess():
@@ -112,7 +110,5 @@ def test_real_subprocess():
         timeout=300,
     )
     assert (
-        bad.returncode == 1
-        and bad.stderr.startswith("Error: unknown model 'nope'")
-        and "Traceback" not in bad.stderr
+        bad.returncode == 1 and bad.stderr.startswith("Error: unknown model 'nope'") and "Traceback" not in bad.stderr
     )

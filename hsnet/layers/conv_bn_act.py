@@ -85,9 +85,7 @@ class ConvBNAct(nn.Module):
     ) -> None:
         super().__init__()
         padding = kernel_size // 2 if padding is None else padding
-        self.conv = nn.Conv2d(
-            in_chs, out_chs, kernel_size, stride, padding, groups=groups, bias=bias or not bn
-        )
+        self.conv = nn.Conv2d(in_chs, out_chs, kernel_size, stride, padding, groups=groups, bias=bias or not bn)
         self.bn: nn.Module = nn.BatchNorm2d(out_chs) if bn else nn.Identity()
         self.act: nn.Module = act_layer() if act_layer is not None else nn.Identity()
 

@@ -28,9 +28,7 @@ __all__ = ["GhostBottleneck", "GhostNet", "GhostNetConfig", "ghostnet_100"]
 class GhostBottleneck(nn.Module):
     """Ghost bottleneck: Ghost(expand, ReLU) -> [depthwise stride 2] -> [SE] -> Ghost(project) + shortcut."""
 
-    def __init__(
-        self, in_chs: int, mid_chs: int, out_chs: int, dw_kernel: int, stride: int, se_ratio: float
-    ) -> None:
+    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, dw_kernel: int, stride: int, se_ratio: float) -> None:
         super().__init__()
         self.ghost1 = GhostModule(in_chs, mid_chs, act_layer=nn.ReLU)
         self.conv_dw: nn.Module = (

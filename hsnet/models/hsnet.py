@@ -66,9 +66,7 @@ class ResHetModelB(nn.Module):
         stride: spatial stride (2 in every stage of Table 1).
     """
 
-    def __init__(
-        self, in_chs: int, mid_chs: int, out_chs: int, part: int, eca: bool, stride: int = 2
-    ) -> None:
+    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, part: int, eca: bool, stride: int = 2) -> None:
         super().__init__()
         self.expand = ImprovedHetConv(in_chs, mid_chs, part=part, act_layer=nn.ReLU)
         self.conv_dw = ConvBNAct(mid_chs, mid_chs, 3, stride, groups=mid_chs, act_layer=None)

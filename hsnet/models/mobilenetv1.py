@@ -29,10 +29,7 @@ from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_
 
 __all__ = ["DepthwiseSeparable", "MobileNetV1", "MobileNetV1Config", "cifar_mobilenetv1", "mobilenetv1_100"]
 
-_PAPER = (
-    "Howard et al., MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications, "
-    "arXiv 2017"
-)
+_PAPER = "Howard et al., MobileNets: Efficient Convolutional Neural Networks for Mobile Vision Applications, arXiv 2017"
 
 
 class DepthwiseSeparable(nn.Module):

@@ -105,9 +105,7 @@ class MobileNetV3(Classifier):
             mid_chs = make_divisible(spec.exp_chs * cfg.width)
             out_chs = make_divisible(spec.out_chs * cfg.width)
             act = nn.Hardswish if spec.hard_swish else nn.ReLU
-            blocks.append(
-                InvertedResidualSE(in_chs, mid_chs, out_chs, spec.kernel_size, spec.stride, spec.use_se, act)
-            )
+            blocks.append(InvertedResidualSE(in_chs, mid_chs, out_chs, spec.kernel_size, spec.stride, spec.use_se, act))
             in_chs = out_chs
         self.blocks = nn.Sequential(*blocks)
         head_in = 6 * in_chs

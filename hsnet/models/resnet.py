@@ -39,18 +39,14 @@ class Bottleneck(nn.Module):
         stride_in_1x1: put the stride on the first 1x1 convolution (paper) instead of the 3x3 (v1.5).
     """
 
-    def __init__(
-        self, in_chs: int, mid_chs: int, out_chs: int, stride: int = 1, *, stride_in_1x1: bool
-    ) -> None:
+    def __init__(self, in_chs: int, mid_chs: int, out_chs: int, stride: int = 1, *, stride_in_1x1: bool) -> None:
         super().__init__()
         stride_1x1, stride_3x3 = (stride, 1) if stride_in_1x1 else (1, stride)
         self.conv1 = ConvBNAct(in_chs, mid_chs, 1, stride_1x1)
         self.conv2 = ConvBNAct(mid_chs, mid_chs, 3, stride_3x3)
         self.conv3 = ConvBNAct(mid_chs, out_chs, 1, act_layer=None)
         self.shortcut: nn.Module = (
-            ConvBNAct(in_chs, out_chs, 1, stride, act_layer=None)
-            if stride != 1 or in_chs != out_chs
-            else nn.Identity()
+            ConvBNAct(in_chs, out_chs, 1, stride, act_layer=None) if stride != 1 or in_chs != out_chs else nn.Identity()
         )
         self.act = nn.ReLU()
 

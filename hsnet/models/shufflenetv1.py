@@ -41,10 +41,7 @@ from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_
 
 __all__ = ["ShuffleNetV1", "ShuffleNetV1Config", "ShuffleV1Unit", "cifar_shufflenetv1", "shufflenetv1_g3_100"]
 
-_PAPER = (
-    "Zhang et al., ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices, "
-    "CVPR 2018"
-)
+_PAPER = "Zhang et al., ShuffleNet: An Extremely Efficient Convolutional Neural Network for Mobile Devices, CVPR 2018"
 
 
 class ShuffleV1Unit(nn.Module):
@@ -222,9 +219,7 @@ def shufflenetv1_g3_100(*, num_classes: int = 1000, **overrides: Any) -> Shuffle
     mean=CIFAR100_MEAN,
     std=CIFAR100_STD,
     references=(
-        table4_reference(
-            "cifar_shufflenetv1", params_rtol=0.015
-        ),  # the table's 1.00 M for a 1.012 M definition
+        table4_reference("cifar_shufflenetv1", params_rtol=0.015),  # the table's 1.00 M for a 1.012 M definition
         cifar100_repo_reference("models/shufflenet.py", 1.012e6, 41.7e6),
     ),
     description="ShuffleNet V1 g=3 for 32x32 CIFAR inputs (pytorch-cifar100 definition)",

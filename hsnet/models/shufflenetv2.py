@@ -193,8 +193,7 @@ def _create(cfg: ShuffleNetV2Config, num_classes: int, **overrides: Any) -> Shuf
             macs=146e6,
             num_classes=1000,
             input_size=224,
-            source="Ma et al. ECCV 2018, Table 5 "
-            "(ShuffleNet v2 1x: 146M FLOPs, i.e. multiply-adds; 2.3M weights)",
+            source="Ma et al. ECCV 2018, Table 5 (ShuffleNet v2 1x: 146M FLOPs, i.e. multiply-adds; 2.3M weights)",
             params_rtol=0.025,  # the paper rounds to 0.1 M
         ),
         Reference(

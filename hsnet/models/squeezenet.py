@@ -34,8 +34,7 @@ from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_
 __all__ = ["Fire", "SqueezeNet", "SqueezeNetConfig", "squeezenet1_0", "squeezenet1_1", "cifar_squeezenet"]
 
 _PAPER = (
-    "Iandola et al., SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size, "
-    "arXiv 2016"
+    "Iandola et al., SqueezeNet: AlexNet-level accuracy with 50x fewer parameters and <0.5MB model size, arXiv 2016"
 )
 
 POOL = "M"

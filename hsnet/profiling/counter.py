@@ -210,9 +210,7 @@ class _OpCounter(TorchDispatchMode):
 
 
 @contextmanager
-def _track_modules(
-    model: nn.Module, counter: _OpCounter, shapes: dict[str, tuple[int, ...]]
-) -> Iterator[None]:
+def _track_modules(model: nn.Module, counter: _OpCounter, shapes: dict[str, tuple[int, ...]]) -> Iterator[None]:
     handles = []
     for name, module in model.named_modules():
 

@@ -68,9 +68,7 @@ def test_ghost_module_trims_to_out_channels(out_chs):
     _fused_agrees(m, torch.randn(1, 8, 4, 4))
 
 
-@pytest.mark.parametrize(
-    ("channels", "k"), [(16, 3), (64, 3), (72, 3), (128, 5), (256, 5), (512, 5), (2048, 7)]
-)
+@pytest.mark.parametrize(("channels", "k"), [(16, 3), (64, 3), (72, 3), (128, 5), (256, 5), (512, 5), (2048, 7)])
 def test_eca_adaptive_kernel_size(channels, k):
     assert eca_kernel_size(channels) == k
     assert ECA(channels).conv.kernel_size == (k,)

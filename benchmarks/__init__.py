@@ -1,0 +1,1 @@
+"""benchmarks: latency harness, regression gate and recorded baselines for HSNet and its baselines."""

@@ -1,0 +1,120 @@
+"""A converted model is a first-class callable: ``load_artifact(path)(x) -> logits``.
+
+The calling convention is the same for every runtime, so one parity check serves all of them: ``x`` is what the
+PyTorch model takes (float32, NCHW, already normalized with the model's mean/std) and the result is float32
+logits of shape ``(batch, num_classes)``. Each artifact adapts internally (NHWC layout, int8 quantization of the
+input, CoreML's image input in 0..255 pixels).
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from deploy.errors import DeployError
+
+__all__ = ["Artifact", "InputSpec", "artifact_types", "load_artifact", "register_artifact"]
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What an artifact's input is, as recorded in the manifest.
+
+    Attributes:
+        shape: the artifact's own input shape in its own layout; ``-1`` marks a dynamic batch.
+        layout: ``"NCHW"`` or ``"NHWC"``.
+        dtype: the artifact's input dtype (``"float32"``, ``"float16"``, ``"int8"``, ``"uint8"``, ``"image"``).
+        mean: per-channel mean the caller (or the image input) subtracts, in 0..1 pixel units.
+        std: per-channel std the caller (or the image input) divides by.
+    """
+
+    shape: tuple[int, ...]
+    layout: str
+    dtype: str
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Artifact(abc.ABC):
+    """A deployed model file that can be called on a batch.
+
+    Subclasses set ``suffixes`` (file or directory suffixes they load, e.g. ``(".onnx",)``) and ``runtime``
+    (e.g. ``"onnxruntime"``), and implement :meth:`load` and :meth:`__call__`.
+    """
+
+    suffixes: ClassVar[tuple[str, ...]] = ()
+    runtime: ClassVar[str] = ""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    @abc.abstractmethod
+    def load(cls, path: Path, *, threads: int | None = None) -> Artifact:
+        """Open ``path`` for inference; a corrupt or truncated file raises :class:`DeployError`."""
+
+    @abc.abstractmethod
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """Run float32 NCHW normalized input ``x``; return float32 logits ``(batch, num_classes)``."""
+
+    @property
+    @abc.abstractmethod
+    def input_spec(self) -> InputSpec:
+        """The artifact's input as it is stored in the file."""
+
+    @property
+    def runtime_version(self) -> str:
+        """Version of the runtime that executes this artifact."""
+        return "unknown"
+
+    def metadata(self) -> dict[str, str]:
+        """Key/value metadata stored inside the artifact (labels, normalization, model name...)."""
+        return {}
+
+
+_ARTIFACTS: dict[str, type[Artifact]] = {}
+
+
+def register_artifact(cls: type[Artifact]) -> type[Artifact]:
+    """Class decorator: make ``load_artifact`` open files with one of ``cls.suffixes``."""
+    for suffix in cls.suffixes:
+        if suffix in _ARTIFACTS:
+            raise RuntimeError(f"artifact suffix {suffix!r} registered twice")
+        _ARTIFACTS[suffix] = cls
+    return cls
+
+
+def artifact_types() -> dict[str, type[Artifact]]:
+    """Suffix -> artifact class, for every known artifact format."""
+    _import_all()
+    return dict(_ARTIFACTS)
+
+
+def load_artifact(path: str | Path, *, threads: int | None = None) -> Artifact:
+    """Open a deployed model by its suffix (``.onnx``, ``.tflite``, ``.mlpackage``).
+
+    Raises:
+        DeployError: the path does not exist, or its suffix is not a known format (the message lists them).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DeployError(f"{path}: no such file")
+    types = artifact_types()
+    cls = types.get(path.suffix.lower())
+    if cls is None:
+        raise DeployError(f"{path}: unknown artifact format {path.suffix!r}; known: {', '.join(sorted(types))}")
+    return cls.load(path, threads=threads)
+
+
+def _import_all() -> None:
+    """Import every target module so that their artifact classes register themselves."""
+    import deploy.targets  # noqa: F401  (registers on import)
+
+
+ArtifactLoader = Callable[[Path], Artifact]

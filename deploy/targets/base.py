@@ -1,0 +1,139 @@
+"""The common interface of every export target (one exporter per file in this package).
+
+An exporter turns the prepared model of an :class:`ExportContext` into one artifact file. Everything target
+specific (optional dependencies, supported precisions, pre-flight checks, conversion) lives in the exporter; the
+pipeline (:mod:`deploy.pipeline`) only calls this interface.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from deploy.errors import DeployError
+
+__all__ = ["ExportContext", "ExportOptions", "Exporter", "Finding", "PRECISIONS"]
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """What the user asked for, validated per target by :meth:`Exporter.validate`.
+
+    Attributes:
+        precision: ``fp32``, ``fp16`` or ``int8``.
+        batch: fixed batch size, or ``None`` for a dynamic batch dimension.
+        input_size: square input side in pixels.
+        opset: ONNX opset of the intermediate ONNX graph.
+        converter: target-specific converter name (``None`` = the target's default).
+    """
+
+    precision: str = "fp32"
+    batch: int | None = 1
+    input_size: int = 224
+    opset: int = 17
+    converter: str | None = None
+
+
+@dataclass
+class ExportContext:
+    """Everything an exporter may use. Built once per export by the pipeline.
+
+    Attributes:
+        model_name: registry name of the model.
+        model: the reparameterized, export-rewritten PyTorch model in eval mode (float32, CPU).
+        onnx_path: the checked and simplified ONNX graph of ``model`` (the ONNX-centered route starts here).
+        labels: class names, one per logit.
+        mean: per-channel normalization mean (0..1 pixel units).
+        std: per-channel normalization std.
+        options: the validated :class:`ExportOptions`.
+        calibration: float32 NCHW normalized real images for int8 calibration (``None`` if not needed).
+        work_dir: a private temporary folder; the exporter writes its artifact here and the pipeline moves it
+            into the output folder atomically once parity has passed.
+        metadata: string key/values to embed in the artifact (model name, version, labels, normalization).
+    """
+
+    model_name: str
+    model: torch.nn.Module
+    onnx_path: Path
+    labels: list[str]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    options: ExportOptions
+    work_dir: Path
+    calibration: np.ndarray | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One pre-flight observation about the graph for a target.
+
+    Attributes:
+        target: exporter name.
+        severity: ``"info"`` (a rewrite was applied), ``"warning"`` or ``"error"`` (export cannot proceed).
+        message: one line naming the operation/layer and what was done about it.
+    """
+
+    target: str
+    severity: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "severity": self.severity, "message": self.message}
+
+
+class Exporter(abc.ABC):
+    """One export target.
+
+    Class attributes:
+        name: target name used on the command line (``onnx``, ``tflite``, ``coreml``).
+        suffix: artifact suffix (``.onnx``, ``.tflite``, ``.mlpackage``).
+        extra: the pip extra that provides the optional dependencies (``hsnet[<extra>]``).
+        precisions: supported precisions.
+        converters: supported converter names, the default first.
+    """
+
+    name: ClassVar[str]
+    suffix: ClassVar[str]
+    extra: ClassVar[str]
+    precisions: ClassVar[tuple[str, ...]] = ("fp32",)
+    converters: ClassVar[tuple[str, ...]] = ("default",)
+
+    @abc.abstractmethod
+    def check_available(self, options: ExportOptions) -> None:
+        """Raise :class:`deploy.errors.MissingDependencyError` if a needed optional module is missing."""
+
+    def validate(self, options: ExportOptions) -> None:
+        """Reject options this target cannot honour, with a message listing the valid ones."""
+        if options.precision not in self.precisions:
+            raise DeployError(
+                f"target {self.name} does not support precision {options.precision!r}; "
+                f"valid: {', '.join(self.precisions)}"
+            )
+        if options.converter is not None and options.converter not in self.converters:
+            raise DeployError(
+                f"target {self.name} has no converter {options.converter!r}; valid: {', '.join(self.converters)}"
+            )
+
+    def preflight(self, ctx: ExportContext) -> list[Finding]:
+        """Report known trouble for this target in ``ctx``'s graph before converting (default: none)."""
+        return []
+
+    def artifact_name(self, ctx: ExportContext) -> str:
+        """File name of the artifact, unique per model and precision."""
+        return f"{ctx.model_name}_{ctx.options.precision}{self.suffix}"
+
+    @abc.abstractmethod
+    def export(self, ctx: ExportContext) -> Path:
+        """Convert and write the artifact inside ``ctx.work_dir``; return its path."""
+
+    def tool_versions(self) -> dict[str, str]:
+        """Versions of the converters and runtimes this target uses, for the manifest."""
+        return {}
