@@ -9,14 +9,17 @@ input, CoreML's image input in 0..255 pixels).
 from __future__ import annotations
 
 import abc
+import shutil
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from deploy.errors import DeployError
+from hsnet.errors import HSNetError
+from hsnet.io import atomic_path
 
 __all__ = ["Artifact", "InputSpec", "artifact_types", "load_artifact", "register_artifact"]
 
@@ -40,19 +43,31 @@ class InputSpec:
     std: tuple[float, ...]
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (tuples become lists)."""
+        d = asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
 
 class Artifact(abc.ABC):
     """A deployed model file that can be called on a batch.
 
     Subclasses set ``suffixes`` (file or directory suffixes they load, e.g. ``(".onnx",)``) and ``runtime``
-    (e.g. ``"onnxruntime"``), and implement :meth:`load` and :meth:`__call__`.
+    (e.g. ``"onnxruntime"``), and implement :meth:`load`, :meth:`__call__` and :attr:`input_spec`. They may
+    override :meth:`metadata`, :meth:`op_counts` and :meth:`describe` (what ``hsnet deploy inspect`` prints).
+
+    Attributes:
+        path: the file (or ``.mlpackage`` folder) this artifact was loaded from.
+        threads: intra-op threads the runtime was asked to use (``None``: the runtime's default); every figure
+            measured with the artifact reports it.
     """
 
     suffixes: ClassVar[tuple[str, ...]] = ()
     runtime: ClassVar[str] = ""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
         self.path = Path(path)
+        self.threads = threads
 
     @classmethod
     @abc.abstractmethod
@@ -74,8 +89,43 @@ class Artifact(abc.ABC):
         return "unknown"
 
     def metadata(self) -> dict[str, str]:
-        """Key/value metadata stored inside the artifact (labels, normalization, model name...)."""
+        """Key/value metadata stored inside the artifact (labels, normalization, model name...).
+
+        The keys written by the pipeline are those of :class:`deploy.metadata.ModelMetadata`.
+        """
         return {}
+
+    def op_counts(self) -> dict[str, int]:
+        """Operation type -> number of nodes in the artifact's graph (empty if the format cannot tell)."""
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        """What ``hsnet deploy inspect`` shows: format, runtime, input, outputs, metadata, operation counts.
+
+        Subclasses extend the dict (e.g. with ``"outputs"``); keys are JSON-ready.
+        """
+        ops = self.op_counts()
+        return {
+            "path": str(self.path),
+            "format": self.path.suffix.lower(),
+            "runtime": self.runtime,
+            "runtime_version": self.runtime_version,
+            "input": self.input_spec.to_dict(),
+            "outputs": [],
+            "metadata": self.metadata(),
+            "nodes": sum(ops.values()),
+            "ops": dict(sorted(ops.items())),
+        }
+
+    def save(self, path: str | Path) -> Path:
+        """Copy the artifact (file or folder) to ``path`` atomically; return ``path``."""
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            if self.path.is_dir():
+                shutil.copytree(self.path, tmp)
+            else:
+                shutil.copyfile(self.path, tmp)
+        return path
 
 
 _ARTIFACTS: dict[str, type[Artifact]] = {}
@@ -99,8 +149,14 @@ def artifact_types() -> dict[str, type[Artifact]]:
 def load_artifact(path: str | Path, *, threads: int | None = None) -> Artifact:
     """Open a deployed model by its suffix (``.onnx``, ``.tflite``, ``.mlpackage``).
 
+    Args:
+        path: the artifact file (or ``.mlpackage`` folder).
+        threads: intra-op threads for the runtime (``None``: its default).
+
     Raises:
-        DeployError: the path does not exist, or its suffix is not a known format (the message lists them).
+        DeployError: the path does not exist, its suffix is not a known format (the message lists them), or the
+            file cannot be loaded (truncated, corrupt): one line naming the file.
+        MissingDependencyError: the runtime of that format is not installed (names the extra).
     """
     path = Path(path)
     if not path.exists():
@@ -109,7 +165,13 @@ def load_artifact(path: str | Path, *, threads: int | None = None) -> Artifact:
     cls = types.get(path.suffix.lower())
     if cls is None:
         raise DeployError(f"{path}: unknown artifact format {path.suffix!r}; known: {', '.join(sorted(types))}")
-    return cls.load(path, threads=threads)
+    try:
+        return cls.load(path, threads=threads)
+    except HSNetError:
+        raise
+    except Exception as e:  # noqa: BLE001 - any runtime's own exception on a bad file becomes one clear line
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise DeployError(f"{path}: cannot be loaded by {cls.runtime or cls.__name__} ({first})") from None
 
 
 def _import_all() -> None:

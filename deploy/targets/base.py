@@ -8,6 +8,8 @@ pipeline (:mod:`deploy.pipeline`) only calls this interface.
 from __future__ import annotations
 
 import abc
+import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -56,7 +58,10 @@ class ExportContext:
         calibration: float32 NCHW normalized real images for int8 calibration (``None`` if not needed).
         work_dir: a private temporary folder; the exporter writes its artifact here and the pipeline moves it
             into the output folder atomically once parity has passed.
-        metadata: string key/values to embed in the artifact (model name, version, labels, normalization).
+        metadata: string key/values to embed in the artifact (model name, version, labels, normalization); the
+            keys are those of :class:`deploy.metadata.ModelMetadata`.
+        rewrites: names of the export rewrites applied to ``model`` (:mod:`deploy.rewrites`), for pre-flight.
+        onnx_simplified: False when onnxsim failed and ``onnx_path`` is the checked but unsimplified graph.
     """
 
     model_name: str
@@ -69,6 +74,19 @@ class ExportContext:
     work_dir: Path
     calibration: np.ndarray | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    rewrites: list[str] = field(default_factory=list)
+    onnx_simplified: bool = True
+
+    @property
+    def num_classes(self) -> int:
+        """Number of logits."""
+        return len(self.labels)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int, int]:
+        """NCHW shape of one call of the model (batch 1 stands in for a dynamic batch)."""
+        size = self.options.input_size
+        return (self.options.batch or 1, len(self.mean), size, size)
 
 
 @dataclass(frozen=True)
@@ -98,6 +116,9 @@ class Exporter(abc.ABC):
         extra: the pip extra that provides the optional dependencies (``hsnet[<extra>]``).
         precisions: supported precisions.
         converters: supported converter names, the default first.
+        unsupported_ops: ONNX operation types the target cannot run; the default :meth:`preflight` reports each
+            one found in the graph as an error (the pipeline then stops before converting).
+        supports_dynamic_batch: False makes :meth:`validate` reject ``batch=None``.
     """
 
     name: ClassVar[str]
@@ -105,6 +126,8 @@ class Exporter(abc.ABC):
     extra: ClassVar[str]
     precisions: ClassVar[tuple[str, ...]] = ("fp32",)
     converters: ClassVar[tuple[str, ...]] = ("default",)
+    unsupported_ops: ClassVar[frozenset[str]] = frozenset()
+    supports_dynamic_batch: ClassVar[bool] = True
 
     @abc.abstractmethod
     def check_available(self, options: ExportOptions) -> None:
@@ -121,10 +144,19 @@ class Exporter(abc.ABC):
             raise DeployError(
                 f"target {self.name} has no converter {options.converter!r}; valid: {', '.join(self.converters)}"
             )
+        if options.batch is None and not self.supports_dynamic_batch:
+            raise DeployError(f"target {self.name} needs a fixed batch; use --batch N instead of --dynamic-batch")
 
     def preflight(self, ctx: ExportContext) -> list[Finding]:
-        """Report known trouble for this target in ``ctx``'s graph before converting (default: none)."""
-        return []
+        """Report known trouble for this target in ``ctx``'s graph before converting.
+
+        The default scans ``ctx.onnx_path`` (:func:`deploy.preflight.scan_graph`): rank-5 reshapes/transposes,
+        1-D convolutions, dynamic dimensions (warnings), operations in :attr:`unsupported_ops` (errors), and lists
+        the rewrites in ``ctx.rewrites`` (info). Override to add target-specific checks; call ``super()`` first.
+        """
+        from deploy.preflight import graph_findings
+
+        return graph_findings(self, ctx)
 
     def artifact_name(self, ctx: ExportContext) -> str:
         """File name of the artifact, unique per model and precision."""
@@ -133,6 +165,24 @@ class Exporter(abc.ABC):
     @abc.abstractmethod
     def export(self, ctx: ExportContext) -> Path:
         """Convert and write the artifact inside ``ctx.work_dir``; return its path."""
+
+    def export_all(self, ctx: ExportContext, precisions: Sequence[str]) -> dict[str, Path]:
+        """Write one artifact per precision inside ``ctx.work_dir``; return ``{precision: path}``.
+
+        The pipeline calls this once per target. The default calls :meth:`export` once per precision (with
+        ``ctx.options.precision``, ``ctx.metadata["precision"]`` set and ``ctx.calibration`` only for int8).
+        Override it when one converter run yields every precision (e.g. onnx2tf's single conversion).
+        """
+        paths = {}
+        for precision in precisions:
+            sub = dataclasses.replace(
+                ctx,
+                options=dataclasses.replace(ctx.options, precision=precision),
+                metadata={**ctx.metadata, "precision": precision},
+                calibration=ctx.calibration if precision == "int8" else None,
+            )
+            paths[precision] = self.export(sub)
+        return paths
 
     def tool_versions(self) -> dict[str, str]:
         """Versions of the converters and runtimes this target uses, for the manifest."""

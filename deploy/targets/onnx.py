@@ -1,0 +1,187 @@
+"""ONNX target: the checked (and simplified) graph itself, in fp32 or fp16, run with onnxruntime.
+
+* fp32: the pipeline's graph, byte for byte.
+* fp16: weights and arithmetic in float16 with float32 input and output (onnxruntime's own
+  ``float16`` converter, so no extra dependency); for GPU and mobile runtimes that run fp16 natively.
+* int8 is not offered for ONNX: static and dynamic int8 (QDQ) were slower than fp32 with onnxruntime on this
+  x86 CPU (docs/deploy.md); the TFLite target provides calibrated int8.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections import Counter
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from deploy.artifact import Artifact, InputSpec, register_artifact
+from deploy.deps import require
+from deploy.errors import DeployError
+from deploy.metadata import OUTPUT_NAME, ModelMetadata
+from deploy.targets.base import ExportContext, Exporter, ExportOptions, Finding
+from deploy.versions import package_version
+
+__all__ = ["OnnxArtifact", "OnnxExporter", "session_options"]
+
+
+class OnnxExporter(Exporter):
+    """Writes the pipeline's ONNX graph as an artifact (fp32) or converts it to float16 (fp16)."""
+
+    name = "onnx"
+    suffix = ".onnx"
+    extra = "onnx"
+    precisions = ("fp32", "fp16")
+    converters = ("torch.onnx",)
+
+    def check_available(self, options: ExportOptions) -> None:
+        for module in ("onnx", "onnxruntime", "onnxsim"):
+            require(module, self.extra, "the ONNX target")
+
+    def preflight(self, ctx: ExportContext) -> list[Finding]:
+        """Only the rewrites applied: the artifact is the checked graph itself, which onnxruntime runs whole."""
+        from deploy.preflight import rewrite_findings
+
+        return rewrite_findings(self.name, ctx.rewrites)
+
+    def export(self, ctx: ExportContext) -> Path:
+        onnx = require("onnx", self.extra, "the ONNX target")
+        from deploy.onnx_export import check_onnx, set_metadata
+
+        out = ctx.work_dir / self.artifact_name(ctx)
+        if ctx.options.precision == "fp32":
+            shutil.copyfile(ctx.onnx_path, out)
+            return out
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+
+        model = onnx.load(str(ctx.onnx_path))
+        half = convert_float_to_float16(model, keep_io_types=True, disable_shape_infer=False)
+        _sort_topologically(half.graph)  # the converter appends the input casts at the end of the node list
+        meta = {p.key: p.value for p in model.metadata_props}
+        meta["precision"] = ctx.options.precision
+        set_metadata(half, meta)
+        onnx.save(half, str(out))
+        check_onnx(out)
+        return out
+
+    def tool_versions(self) -> dict[str, str]:
+        return {d: package_version(d) for d in ("onnx", "onnxruntime", "onnxsim")}
+
+
+def _sort_topologically(graph) -> None:  # noqa: ANN001 - onnx.GraphProto
+    """Reorder ``graph.node`` so that every node comes after the producers of its inputs (stable otherwise)."""
+    available = {i.name for i in graph.input} | {i.name for i in graph.initializer} | {""}
+    pending = list(graph.node)
+    ordered = []
+    while pending:
+        ready = [n for n in pending if all(i in available for i in n.input)]
+        if not ready:
+            raise DeployError("the fp16 graph has a cycle or a missing input; cannot order it")
+        for n in ready:
+            available.update(n.output)
+        ordered += ready
+        ready_ids = {id(n) for n in ready}
+        pending = [n for n in pending if id(n) not in ready_ids]
+    copies = [type(n)() for n in ordered]
+    for c, n in zip(copies, ordered, strict=True):
+        c.CopyFrom(n)
+    del graph.node[:]
+    graph.node.extend(copies)
+
+
+def session_options(threads: int | None):  # noqa: ANN201 - onnxruntime is imported lazily
+    """onnxruntime session options: all graph optimizations, ``threads`` intra-op threads, no spinning.
+
+    Spinning threads burn the cores a shared machine needs; turning it off costs little at batch 1.
+    """
+    ort = require("onnxruntime", "onnx", "running ONNX artifacts")
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.intra_op_num_threads = threads or 0
+    opts.inter_op_num_threads = 1
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    opts.log_severity_level = 3
+    return opts
+
+
+@register_artifact
+class OnnxArtifact(Artifact):
+    """An ``.onnx`` file run by onnxruntime on the CPU.
+
+    Input: float32 NCHW, normalized, named ``input``; output: float32 ``logits``. A fixed-batch graph takes
+    exactly its batch (see :func:`deploy.parity.predict` for any number of images).
+    """
+
+    suffixes: ClassVar[tuple[str, ...]] = (".onnx",)
+    runtime: ClassVar[str] = "onnxruntime"
+
+    def __init__(self, path: Path, session: Any, *, threads: int | None = None) -> None:
+        super().__init__(path, threads=threads)
+        self.session = session
+        self._input = session.get_inputs()[0]
+        self._output = next((o for o in session.get_outputs() if o.name == OUTPUT_NAME), session.get_outputs()[0])
+
+    @classmethod
+    def load(cls, path: Path, *, threads: int | None = None) -> OnnxArtifact:
+        ort = require("onnxruntime", "onnx", "running ONNX artifacts")
+        try:
+            session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+        except Exception as e:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidProtobuf types
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+            raise DeployError(f"{path}: not a loadable ONNX model ({first})") from None
+        return cls(Path(path), session, threads=threads)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        spec = self.input_spec
+        fits = x.ndim == len(spec.shape) and all(s in (-1, d) for s, d in zip(spec.shape, x.shape, strict=True))
+        if x.dtype != np.float32 or not fits:
+            raise DeployError(
+                f"{self.path.name} takes float32 {_shape_text(spec.shape)} (NCHW, normalized); got {x.dtype} "
+                f"{tuple(x.shape)}"
+            )
+        (out,) = self.session.run([self._output.name], {self._input.name: x})
+        return np.asarray(out, dtype=np.float32)
+
+    @property
+    def input_spec(self) -> InputSpec:
+        shape = tuple(d if isinstance(d, int) else -1 for d in self._input.shape)
+        meta = self.metadata()
+        try:
+            m = ModelMetadata.from_strings(meta)
+            mean, std = m.mean, m.std
+        except DeployError:
+            mean = std = ()
+        dtype = {"tensor(float)": "float32", "tensor(float16)": "float16"}.get(self._input.type, self._input.type)
+        return InputSpec(shape=shape, layout="NCHW", dtype=dtype, mean=mean, std=std, extra={"name": self._input.name})
+
+    @property
+    def runtime_version(self) -> str:
+        return package_version("onnxruntime")
+
+    def metadata(self) -> dict[str, str]:
+        return dict(self.session.get_modelmeta().custom_metadata_map)
+
+    def op_counts(self) -> dict[str, int]:
+        onnx = require("onnx", "onnx", "inspecting ONNX artifacts")
+        model = onnx.load(str(self.path), load_external_data=False)
+        return dict(Counter(n.op_type for n in model.graph.node))
+
+    def describe(self) -> dict[str, Any]:
+        info = super().describe()
+        info["outputs"] = [
+            {"name": o.name, "shape": [d if isinstance(d, int) else -1 for d in o.shape], "type": o.type}
+            for o in self.session.get_outputs()
+        ]
+        onnx = require("onnx", "onnx", "inspecting ONNX artifacts")
+        model = onnx.load(str(self.path), load_external_data=False)
+        info["opset"] = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), None)
+        info["producer"] = f"{model.producer_name} {model.producer_version}".strip()
+        return info
+
+
+def _shape_text(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join("N" if d == -1 else str(d) for d in shape) + ")"
