@@ -1,12 +1,305 @@
-"""``hsnet bench`` and ``hsnet bench compare``: thin click layer over :mod:`benchmarks` (imported lazily)."""
+"""``hsnet bench`` and ``hsnet bench compare``: thin click layer over :mod:`benchmarks` (imported lazily).
+
+Exit status: 0 pass, 1 regression (or a row that was ok in the baseline failed), 2 usage error (unknown model,
+runtime, precision or device, bad option, unreadable or incompatible baseline), 130 Ctrl-C.
+"""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
 import click
+
+from hsnet.errors import HSNetError
 
 __all__ = ["bench"]
 
+F = TypeVar("F", bound=Callable[..., Any])
 
-@click.group("bench", invoke_without_command=True)
-def bench() -> None:
-    """Benchmark latency across models, runtimes and precisions (under construction)."""
+EXIT_REGRESSION = 1
+EXIT_USAGE = 2
+
+
+def _usage_errors(fn: F) -> F:
+    """An :class:`HSNetError` is a usage error here: one ``Error:`` line on stderr, exit 2, no traceback."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except HSNetError as e:
+            click.echo(f"Error: {e}", err=True)
+            raise SystemExit(EXIT_USAGE) from None
+        except KeyboardInterrupt:
+            click.echo("Aborted!", err=True)
+            raise SystemExit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _csv(text: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in (text or "").split(",") if v.strip())
+
+
+def _ints(name: str, text: str) -> tuple[int, ...]:
+    from benchmarks.errors import BenchError
+
+    try:
+        values = tuple(int(v) for v in _csv(text))
+    except ValueError:
+        raise BenchError(f"--{name} takes comma-separated positive integers, got {text!r}") from None
+    if not values or any(v < 1 for v in values):
+        raise BenchError(f"--{name} takes comma-separated positive integers, got {text!r}")
+    return values
+
+
+def _emit(text: str) -> None:
+    click.echo(text)
+
+
+def _write_outputs(result: Any, json_path: Path | None, md_path: Path | None, plot_path: Path | None) -> None:
+    from benchmarks.report import result_markdown, write_plot, write_text
+    from benchmarks.schema import save_result
+
+    if json_path:
+        save_result(result, json_path)
+        click.echo(f"wrote {json_path}", err=True)
+    if md_path:
+        write_text(md_path, result_markdown(result))
+        click.echo(f"wrote {md_path}", err=True)
+    if plot_path:
+        write_plot(result, plot_path)
+        click.echo(f"wrote {plot_path}", err=True)
+
+
+def _gate(old: Any, new: Any, threshold: float, metric: str, json_path: Path | None) -> bool:
+    from benchmarks.gate import compare_results
+    from benchmarks.report import gate_lines
+    from hsnet.io import atomic_write_json
+
+    report = compare_results(old, new, threshold=threshold, metric=metric)
+    _emit("\n".join(gate_lines(report)))
+    if json_path:
+        atomic_write_json(json_path, report.to_dict())
+    return report.passed
+
+
+@click.group("bench", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--device", default="cpu", show_default=True, help="Where to run (only cpu).")
+@click.option(
+    "--models",
+    default=None,
+    help="Comma-separated model names, or 'all' [default: hsnet and the paper's six lightweight baselines].",
+)
+@click.option(
+    "--runtimes",
+    default="torch,onnxruntime,tflite",
+    show_default=True,
+    help="Comma-separated: torch, onnxruntime, tflite, coreml.",
+)
+@click.option("--precision", "precisions", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, int8.")
+@click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts, each measured.")
+@click.option("--input-size", type=click.IntRange(8, 4096), default=224, show_default=True)
+@click.option("--batch", type=click.IntRange(1, 4096), default=1, show_default=True)
+@click.option(
+    "--num-classes",
+    type=click.IntRange(1),
+    default=100,
+    show_default=True,
+    help="Classifier width of every model (the paper's Table 4 uses 100).",
+)
+@click.option("--runs", type=click.IntRange(6), default=None, help="Timed runs per configuration [default: 100].")
+@click.option(
+    "--min-time",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="Instead of --runs: add rounds until each configuration has S seconds of timed runs.",
+)
+@click.option("--rounds", type=click.IntRange(2), default=20, show_default=True, help="Interleaved rounds.")
+@click.option(
+    "--processes",
+    type=click.IntRange(1, 16),
+    default=1,
+    show_default=True,
+    help="Worker processes per configuration (averages out per-process bias; the CI gate uses 2).",
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the result JSON.")
+@click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a Markdown table.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a Pareto plot PNG.")
+@click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path), help="Compare with this result.")
+@click.option(
+    "--fail-on-regression",
+    "threshold",
+    default=None,
+    metavar="PCT",
+    help="With --baseline: exit 1 when a row regresses by more than PCT (e.g. 5%).",
+)
+@click.option(
+    "--gate-metric",
+    type=click.Choice(["cpu", "wall", "instructions"]),
+    default=None,
+    help="What the gate compares: process CPU time per inference [default], wall clock, or instruction counts "
+    "[default with --metric instructions].",
+)
+@click.option(
+    "--checkpoint",
+    "checkpoints",
+    multiple=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Weights for the model the checkpoint holds (repeatable); adds accuracy to the plot.",
+)
+@click.option(
+    "--artifact",
+    "artifacts",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="Measure this artifact file as given (repeatable).",
+)
+@click.option("--pin/--no-pin", default=False, show_default=True, help="Pin workers to the first THREADS cores.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=180.0,
+    show_default=True,
+    help="Seconds a worker may take to load, or to run one block, before its row fails.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["time", "instructions"]),
+    default="time",
+    show_default=True,
+    help="time: latency; instructions: instructions per inference under valgrind (deterministic).",
+)
+@click.option(
+    "--cache",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Artifact cache [default: $HSNET_CACHE or ~/.cache/hsnet/artifacts].",
+)
+@click.pass_context
+@_usage_errors
+def bench(ctx: click.Context, **opts: Any) -> None:
+    """Benchmark latency across models, runtimes and precisions; optionally gate against a baseline.
+
+    Exit status: 0 pass, 1 regression, 2 usage error.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    _run(opts)
+
+
+def _run(o: dict[str, Any]) -> None:
+    from benchmarks.bench import DEFAULT_MODELS, BenchRequest, run_bench
+    from benchmarks.errors import BenchError
+    from benchmarks.gate import parse_threshold
+    from benchmarks.harness import Settings
+    from benchmarks.report import result_table
+    from benchmarks.schema import load_result
+    from hsnet.registry import list_models
+
+    if o["runs"] is not None and o["min_time"] is not None:
+        raise BenchError("give --runs or --min-time, not both")
+    if o["threshold"] is not None and o["baseline"] is None:
+        raise BenchError("--fail-on-regression needs --baseline FILE")
+    from benchmarks.gate import MIN_GATE_ROUNDS
+
+    if o["baseline"] is not None and o["rounds"] < MIN_GATE_ROUNDS:
+        raise BenchError(f"the gate's test needs --rounds >= {MIN_GATE_ROUNDS} (got {o['rounds']})")
+    models = _csv(o["models"]) if o["models"] is not None else (DEFAULT_MODELS if not o["artifacts"] else ())
+    if models == ("all",):
+        models = tuple(list_models())
+    threads = _ints("threads", o["threads"])
+    rounds = o["rounds"]
+    settings = Settings(
+        runs=o["runs"] or 100,
+        rounds=rounds,
+        processes=o["processes"],
+        min_time_s=o["min_time"],
+        pin=tuple(range(max(threads))) if o["pin"] else None,
+        start_timeout_s=o["timeout"],
+        block_timeout_s=o["timeout"],
+    )
+    req = BenchRequest(
+        models=models,
+        runtimes=_csv(o["runtimes"]),
+        precisions=_csv(o["precisions"]),
+        threads=threads,
+        input_size=o["input_size"],
+        batch=o["batch"],
+        num_classes=o["num_classes"],
+        checkpoints=tuple(o["checkpoints"]),
+        artifacts=tuple(o["artifacts"]),
+        device=o["device"],
+        settings=settings,
+        cache=o["cache"],
+    )
+    from benchmarks.bench import validate_request
+
+    validate_request(req)
+    threshold = parse_threshold(o["threshold"]) if o["threshold"] is not None else 0.05
+    baseline = load_result(o["baseline"]) if o["baseline"] is not None else None  # fail before measuring
+    if baseline is not None:
+        _precheck_baseline(baseline, req)
+    if o["metric"] == "instructions":
+        from benchmarks.instructions import run_instructions
+
+        result = run_instructions(req)
+    else:
+        result = run_bench(req)
+    _emit(result_table(result, rich=sys.stdout.isatty()))
+    _write_outputs(result, o["json_path"], o["md_path"], o["plot_path"])
+    if baseline is not None:
+        _emit("")
+        metric = o["gate_metric"] or ("instructions" if o["metric"] == "instructions" else "cpu")
+        passed = _gate(baseline, result, threshold, metric, None)
+        if not passed and o["threshold"] is not None:
+            raise SystemExit(EXIT_REGRESSION)
+
+
+def _precheck_baseline(baseline: Any, req: Any) -> None:
+    """Refuse an incompatible baseline before spending minutes measuring."""
+    from benchmarks.errors import BaselineError
+
+    sizes = {r.input_size for r in baseline.rows}
+    if req.models and req.input_size not in sizes:
+        raise BaselineError(
+            f"incompatible baseline: it was measured at input size {', '.join(map(str, sorted(sizes)))}, this run "
+            f"asks for {req.input_size}; re-record the baseline with the same settings"
+        )
+    batches = {r.batch for r in baseline.rows}
+    if req.models and req.batch not in batches:
+        raise BaselineError(
+            f"incompatible baseline: it was measured at batch {', '.join(map(str, sorted(batches)))}, this run "
+            f"asks for batch {req.batch}"
+        )
+
+
+@bench.command("compare")
+@click.argument("old", type=click.Path(dir_okay=False, path_type=Path))
+@click.argument("new", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--threshold", default="5%", show_default=True, help="Regression threshold (e.g. 5%).")
+@click.option(
+    "--gate-metric",
+    type=click.Choice(["cpu", "wall", "instructions"]),
+    default="cpu",
+    show_default=True,
+    help="What is compared: process CPU time per inference, wall clock, or instruction counts.",
+)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the verdicts.")
+@_usage_errors
+def compare_cmd(old: Path, new: Path, threshold: str, gate_metric: str, json_path: Path | None) -> None:
+    """Gate NEW against the baseline OLD (two `hsnet bench --json` results).
+
+    Exit status: 0 pass, 1 regression, 2 unreadable or incompatible files.
+    """
+    from benchmarks.gate import parse_threshold
+    from benchmarks.schema import load_result
+
+    t = parse_threshold(threshold)
+    a, b = load_result(old), load_result(new)
+    if not _gate(a, b, t, gate_metric, json_path):
+        raise SystemExit(EXIT_REGRESSION)

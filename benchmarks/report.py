@@ -1,0 +1,268 @@
+"""People's views of a result and of a gate report: terminal table (rich or plain), Markdown, Pareto plot PNG.
+
+Every view says what was measured: runtime versions, threads, batch, input size, precision, machine, and how
+the figures were obtained (timed runs, rounds, the 95 % interval of the median).
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+
+from benchmarks.environment import machine_line
+from benchmarks.gate import GateReport, verdict_order
+from benchmarks.schema import BenchResult, Row
+from hsnet.io import atomic_path, atomic_write_text
+from hsnet.profiling.report import format_count, format_table
+
+__all__ = [
+    "context_lines",
+    "gate_lines",
+    "gate_markdown",
+    "result_markdown",
+    "result_table",
+    "write_plot",
+]
+
+_HEADERS = [
+    "model",
+    "runtime",
+    "prec",
+    "thr",
+    "median ms",
+    "95% CI",
+    "p90 ms",
+    "min ms",
+    "cpu ms",
+    "cold ms",
+    "RSS MB",
+    "GMAC/s",
+    "of peak",
+    "params",
+    "MACs",
+    "size MB",
+    "status",
+]
+
+
+def _f(v: float | None, fmt: str = ".2f") -> str:
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
+
+
+def _columns(result: BenchResult) -> tuple[list[str], str]:
+    """Headers and alignment; the instruction column only when a row has a count."""
+    headers = list(_HEADERS)
+    if any(r.instructions is not None for r in result.rows):
+        headers.insert(headers.index("params"), "M instr")
+    return headers, "lllr" + "r" * (len(headers) - 5) + "l"
+
+
+def _cells(r: Row, headers: list[str]) -> list[str]:
+    lat = r.latency
+    ci = lat.ci_halfwidth_rel if lat else None
+    cells = {
+        "model": r.model,
+        "runtime": r.runtime,
+        "prec": r.precision,
+        "thr": str(r.threads),
+        "median ms": _f(lat.median_ms if lat else None),
+        "95% CI": "-" if ci is None else f"±{100 * ci:.1f}%",
+        "p90 ms": _f(lat.p90_ms if lat else None),
+        "min ms": _f(lat.min_ms if lat else None),
+        "cpu ms": _f(r.cpu_median_ms),
+        "cold ms": _f(r.cold_start_ms, ".0f"),
+        "RSS MB": _f(r.peak_rss_mb, ".0f"),
+        "GMAC/s": _f(r.gmacs_per_s, ".1f"),
+        "of peak": "-" if r.peak_share is None else f"{100 * r.peak_share:.0f}%",
+        "M instr": "-" if r.instructions is None else f"{r.instructions / 1e6:.1f}",
+        "params": format_count(r.params),
+        "MACs": format_count(r.macs),
+        "size MB": "-" if r.artifact_bytes is None else f"{r.artifact_bytes / 1e6:.2f}",
+        "status": r.status,
+    }
+    return [cells[h] for h in headers]
+
+
+def context_lines(result: BenchResult) -> list[str]:
+    """What the figures are and what measured them, one fact per line."""
+    s, env = result.settings, result.environment
+    rows = [r for r in result.rows if r.ok]
+    versions = sorted({f"{r.runtime} {r.runtime_version}" for r in rows if r.runtime_version})
+    sizes = sorted({r.input_size for r in result.rows})
+    batches = sorted({r.batch for r in result.rows})
+    runs = s.get("runs") or f"rounds until >= {s.get('min_time_s')} s each"
+    lines = [
+        f"latency of one inference of batch {', '.join(map(str, batches))} at "
+        f"{', '.join(f'{v}x{v}' for v in sizes)}: wall-clock median of {runs} timed runs in {s.get('rounds_run')} "
+        f"interleaved rounds ({s.get('processes', 1)} process(es) x {s.get('block_runs')} runs per round, each "
+        f"block after {s.get('block_warmup')} untimed), "
+        "95 % CI = distribution-free interval of the median; cpu ms = process CPU time per inference (median)",
+        f"cold = load + first inference; RSS = peak resident memory of the measuring process; GMAC/s = MACs / median "
+        f"latency, 'of peak' = share of this machine's float32 GEMM peak ({_gemm_text(result)})",
+        f"runtimes: {'; '.join(versions) or '-'}; python {env.get('python')}, numpy "
+        f"{(env.get('versions') or {}).get('numpy')}",
+        f"machine: {machine_line(env)}; governor {env.get('governor')}; host {env.get('host')}",
+    ]
+    h = result.harness
+    if h.get("overhead_ns") is not None:
+        share = h.get("overhead_share")
+        lines.append(
+            f"harness overhead per timed call: {h['overhead_ns']:.0f} ns (max {h.get('overhead_ns_max', 0):.0f} ns)"
+            + ("" if share is None else f" = {100 * share:.4f} % of the fastest median")
+        )
+    if result.wall_s is not None:
+        lines.append(f"run took {result.wall_s:.0f} s (artifact builds included)")
+    return lines
+
+
+def _gemm_text(result: BenchResult) -> str:
+    parts = []
+    for t, g in sorted(result.gemm.items(), key=lambda kv: int(kv[0])):
+        if g.get("peak"):
+            parts.append(f"{g['peak']:.1f} GMAC/s at {t} thread{'s' if t != '1' else ''}")
+    return ", ".join(parts) or "not measured"
+
+
+def result_table(result: BenchResult, *, rich: bool) -> str:
+    """The result as a table with its context: rich (colour, for a terminal) or plain monospace text."""
+    headers, align = _columns(result)
+    rows = [_cells(r, headers) for r in result.rows]
+    ctx = context_lines(result)
+    if not rich:
+        return format_table(headers, rows, align) + "\n\n" + "\n".join(ctx)
+    from io import StringIO
+
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="hsnet bench", caption="\n".join(ctx), caption_justify="left")
+    for i, h in enumerate(headers):
+        table.add_column(h, justify="left" if i < 3 or h == "status" else "right", no_wrap=h != "status")
+    for r, cells in zip(result.rows, rows, strict=True):
+        style = None if r.ok else ("yellow" if r.status.startswith("skipped") else "red")
+        table.add_row(*cells, style=style)
+    buf = StringIO()
+    Console(file=buf, force_terminal=True, width=shutil.get_terminal_size((200, 40)).columns).print(table)
+    return buf.getvalue().rstrip()
+
+
+def result_markdown(result: BenchResult) -> str:
+    """The result as a Markdown table followed by its context lines."""
+    headers, _ = _columns(result)
+    head = "| " + " | ".join(headers) + " |\n|" + "|".join("---" if i < 3 else "---:" for i in range(len(headers)))
+    body = "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r, headers)) + " |" for r in result.rows)
+    return f"{head}|\n{body}\n\n" + "\n".join(f"- {line}" for line in context_lines(result)) + "\n"
+
+
+def gate_lines(report: GateReport) -> list[str]:
+    """Per row: change in %, its 95 % interval, p-value, size change and verdict; then a summary line."""
+    rows = []
+    for v in verdict_order(report.rows):
+        c = v.change
+        rows.append(
+            [
+                v.label,
+                "-" if c is None else f"{c.percent:+.1f}%",
+                "-" if c is None else f"[{100 * (c.ci95[0] - 1):+.1f}, {100 * (c.ci95[1] - 1):+.1f}]",
+                "-" if c is None else f"{c.p_slower:.2g}",
+                "-" if v.size_change is None else f"{100 * v.size_change:+.1f}%",
+                v.verdict.upper() if v.verdict == "regression" else v.verdict,
+                "; ".join(v.reasons),
+            ]
+        )
+    table = format_table(["configuration", "change", "95% CI", "p(slower)", "size", "verdict", "why"], rows, "lrrrrll")
+    norm = "relative to the same-round reference workload" if report.normalised else "raw (not normalised)"
+    bad = sum(v.verdict in ("regression", "failed") for v in report.rows)
+    outcome = f"FAIL: {bad} row(s) regressed or failed" if bad else "PASS"
+    return [
+        table,
+        "",
+        f"change = {report.metric} time per inference, median of per-round ratios {norm}, new vs baseline; "
+        f"regression = one-sided Mann-Whitney p < {report.alpha:g} and change > {100 * report.threshold:g} %; "
+        f"also artifact size > +{100 * report.threshold:g} %, parity worse, or ok -> failed",
+        outcome,
+    ]
+
+
+def gate_markdown(report: GateReport) -> str:
+    lines = gate_lines(report)
+    return "```\n" + "\n".join(lines) + "\n```\n"
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a report file atomically."""
+    return atomic_write_text(path, text)
+
+
+def write_plot(result: BenchResult, path: str | Path) -> Path:
+    """Pareto plot PNG: median latency against MACs, parameters and (when known) top-1 accuracy.
+
+    One marker series per runtime/precision/threads; the Pareto front (nothing both faster and cheaper) is
+    drawn per series. Written atomically.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result.rows if r.ok and r.latency]
+    axes_spec = [("macs", "MACs (millions)", 1e-6), ("params", "parameters (millions)", 1e-6)]
+    if any(r.accuracy_top1 is not None for r in rows):
+        axes_spec.append(("accuracy_top1", "top-1 accuracy (%) from the checkpoint", 1.0))
+    fig, axes = plt.subplots(1, len(axes_spec), figsize=(6 * len(axes_spec), 5), squeeze=False)
+    series: dict[str, list[Row]] = {}
+    for r in rows:
+        series.setdefault(f"{r.runtime} {r.runtime_version} {r.precision} {r.threads}t", []).append(r)
+    for ax, (attr, label, scale) in zip(axes[0], axes_spec, strict=True):
+        for name, members in sorted(series.items()):
+            pts = [
+                (getattr(r, attr) * scale, r.latency.median_ms, r.model)
+                for r in members
+                if getattr(r, attr) is not None
+            ]
+            if not pts:
+                continue
+            (line,) = ax.plot([p[0] for p in pts], [p[1] for p in pts], "o", label=name)
+            front = _pareto(pts, higher_is_better=attr == "accuracy_top1")
+            ax.plot([p[0] for p in front], [p[1] for p in front], "-", color=line.get_color(), alpha=0.5)
+            for x, y, model in pts:
+                ax.annotate(model, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        ax.set_xlabel(label)
+        ax.set_ylabel("median latency (ms), wall clock")
+        ax.grid(True, alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        else:
+            ax.text(0.5, 0.5, f"no {label} known for these rows", ha="center", transform=ax.transAxes)
+    sizes = sorted({r.input_size for r in rows})
+    batches = sorted({r.batch for r in rows})
+    fig.suptitle(
+        f"hsnet bench: latency of one batch-{','.join(map(str, batches))} inference at "
+        f"{','.join(f'{s}x{s}' for s in sizes)} (lines: Pareto fronts)\n{machine_line(result.environment)}",
+        fontsize=10,
+    )
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _pareto(points: Sequence[tuple[float, float, str]], *, higher_is_better: bool) -> list[tuple[float, float, str]]:
+    """Points not dominated by another (lower latency and lower cost, or higher accuracy), sorted by x."""
+    front = []
+    for p in points:
+        dominated = False
+        for q in points:
+            if q is p:
+                continue
+            better_x = q[0] >= p[0] if higher_is_better else q[0] <= p[0]
+            if better_x and q[1] <= p[1] and (q[0] != p[0] or q[1] != p[1]):
+                dominated = True
+                break
+        if not dominated:
+            front.append(p)
+    return sorted(front)

@@ -1,0 +1,86 @@
+"""``hsnet bench`` and ``hsnet bench compare`` end to end: exit codes 0/1/2, files written, one-line errors."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from hsnet.cli import main
+
+QUICK = ["--runs", "32", "--rounds", "8", "--processes", "2", "--timeout", "120"]
+
+
+def bench(*args: str):
+    return CliRunner().invoke(main, ["bench", *args], catch_exceptions=False)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--models", "hsnet,nosuchnet"], "Error: unknown model 'nosuchnet'; valid: cifar_mobilenetv1"),
+        (["--runtimes", "tvm"], "Error: unknown runtime 'tvm'; valid: torch, onnxruntime, tflite, coreml"),
+        (["--precision", "int4"], "Error: unknown precision 'int4'; valid: fp32, fp16, int8"),
+        (["--device", "cuda"], "Error: unknown device 'cuda'; valid: cpu"),
+        (["--threads", "0"], "Error: --threads takes comma-separated positive integers"),
+        (["--runs", "20", "--min-time", "1"], "Error: give --runs or --min-time, not both"),
+        (["--fail-on-regression", "5%"], "Error: --fail-on-regression needs --baseline FILE"),
+        (["--baseline", "b.json", "--rounds", "4"], "Error: the gate's test needs --rounds >= 8 (got 4)"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(args: list[str], message: str) -> None:
+    result = bench(*args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(message) and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def test_bad_baselines_exit_2_before_measuring(tmp_path: Path) -> None:
+    (tmp_path / "cut.json").write_text('{"kind": "hsnet-bench", "schema_version": 1, "rows": [')
+    (tmp_path / "v9.json").write_text('{"kind": "hsnet-bench", "schema_version": 9, "rows": []}')
+    for name, message in (("cut.json", "is not valid JSON"), ("v9.json", "schema version 9"), ("no.json", "no such")):
+        result = bench("--models", "hsnet", "--baseline", str(tmp_path / name))
+        assert result.exit_code == 2 and message in result.stderr
+        result = CliRunner().invoke(main, ["bench", "compare", str(tmp_path / name), str(tmp_path / name)])
+        assert result.exit_code == 2 and message in result.stderr
+
+
+@pytest.mark.slow
+def test_measure_write_and_gate(tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    """Measure given artifacts; write JSON, Markdown and plot; then gate a real slowdown (extra layers)."""
+    out = tmp_path / "out"
+    base = bench("--artifact", str(artifacts["small"]), *QUICK, "--json", str(out / "base.json"),
+                 "--markdown", str(out / "base.md"), "--plot", str(out / "base.png"))  # fmt: skip
+    assert base.exit_code == 0, base.output
+    assert sorted(p.name for p in out.iterdir()) == ["base.json", "base.md", "base.png"]  # nothing half-written
+    data = json.loads((out / "base.json").read_text())
+    (row,) = data["rows"]
+    assert (row["model"], row["runtime"], row["status"], row["input_size"]) == ("tiny", "onnxruntime", "ok", 32)
+    assert len(row["samples_ms"]) == 8 and data["reference"]["1"]["samples_ms"]
+    assert "| tiny | onnxruntime | fp32 |" in (out / "base.md").read_text()
+    assert (out / "base.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "harness overhead per timed call" in base.stdout and "median ms" in base.stdout
+
+    # The twin with 4 extra conv layers, under the same file name so that the rows match.
+    twin_dir = tmp_path / "twin"
+    twin_dir.mkdir()
+    twin = shutil.copy(artifacts["slow"], twin_dir / artifacts["small"].name)
+    gated = bench("--artifact", str(twin), *QUICK, "--json", str(out / "slow.json"),
+                  "--baseline", str(out / "base.json"), "--fail-on-regression", "5%")  # fmt: skip
+    assert gated.exit_code == 1, gated.output
+    assert "REGRESSION" in gated.stdout and "FAIL: 1 row(s)" in gated.stdout
+
+    compare = CliRunner().invoke(main, ["bench", "compare", str(out / "base.json"), str(out / "slow.json"),
+                                        "--json", str(out / "verdicts.json")])  # fmt: skip
+    assert compare.exit_code == 1
+    verdict = json.loads((out / "verdicts.json").read_text())["rows"][0]
+    assert verdict["verdict"] == "regression" and verdict["change_percent"] > 30
+    assert any(r.startswith("cpu time +") for r in verdict["reasons"])
+    same = CliRunner().invoke(main, ["bench", "compare", str(out / "base.json"), str(out / "base.json")])
+    assert same.exit_code == 0 and "PASS" in same.stdout
+
+    other_size = bench("--models", "hsnet", "--input-size", "64", "--baseline", str(out / "base.json"))
+    assert other_size.exit_code == 2 and "incompatible baseline: it was measured at input size 32" in other_size.stderr

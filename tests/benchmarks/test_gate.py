@@ -1,0 +1,104 @@
+"""The gate's verdicts on synthetic sample sets (known truth); real measured runs are in test_harness.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from benchmarks.errors import BaselineError
+from benchmarks.gate import compare_results, parse_threshold
+from benchmarks.schema import BenchResult, Row
+
+ROUNDS, BLOCK = 20, 5
+
+
+def synthetic_run(
+    seed: int,
+    *,
+    factor: float = 1.0,
+    machine: float = 1.0,
+    size: int = 1000,
+    parity: dict | None = None,
+    status: str = "ok",
+    input_size: int = 32,
+) -> BenchResult:
+    """One run: a model of 10 ms and a reference of 8 ms, both scaled per round by the machine's (drifting) speed,
+    with 3 % log-normal noise per call. ``factor`` is a real change of the model; ``machine`` a slower machine."""
+    rng = np.random.default_rng(seed)
+    drift = machine * rng.uniform(1.0, 1.3, ROUNDS)
+    model = [list(10 * factor * d * rng.lognormal(0, 0.03, BLOCK)) for d in drift]
+    ref = [list(8 * d * rng.lognormal(0, 0.03, BLOCK)) for d in drift]
+    row = Row("hsnet", "onnxruntime", "fp32", 1, 1, input_size, status=status, artifact_bytes=size, parity=parity)
+    if status == "ok":
+        row.set_samples([[t / 1e3 for t in b] for b in model], [[t / 1e3 for t in b] for b in model])
+    reference = {"1": {"samples_ms": ref, "cpu_samples_ms": ref}}
+    return BenchResult(rows=[row], reference=reference)
+
+
+def verdict(old: BenchResult, new: BenchResult, **kw) -> str:
+    return compare_results(old, new, threshold=0.05, **kw).rows[0].verdict
+
+
+def test_aa_synthetic_false_alarms_are_rare() -> None:
+    alarms = sum(verdict(synthetic_run(2 * i), synthetic_run(2 * i + 1)) != "pass" for i in range(200))
+    assert alarms <= 2
+
+
+def test_slowdowns_and_speedups() -> None:
+    base = synthetic_run(0)
+    assert verdict(base, synthetic_run(1, factor=1.10)) == "regression"
+    assert verdict(base, synthetic_run(1, factor=1.03)) == "pass"  # real but under the threshold
+    assert verdict(base, synthetic_run(1, factor=0.85)) == "faster"
+    report = compare_results(base, synthetic_run(1, factor=1.10), threshold=0.05)
+    change = report.rows[0].change
+    assert change is not None and change.ci95[0] < 1.10 < change.ci95[1]
+    assert not report.passed and report.to_dict()["rows"][0]["verdict"] == "regression"
+
+
+def test_slower_machine_is_not_a_regression_thanks_to_the_reference() -> None:
+    base, slow_machine = synthetic_run(0), synthetic_run(1, machine=1.4)
+    assert verdict(base, slow_machine) == "pass"
+    assert verdict(base, slow_machine, normalise=False) == "regression"
+
+
+def test_size_parity_and_status() -> None:
+    base = synthetic_run(0, parity={"max_rel_error": 1e-6, "top1_agreement": 1.0})
+    assert verdict(base, synthetic_run(1, size=1100)) == "regression"
+    worse = synthetic_run(1, parity={"max_rel_error": 3e-4, "top1_agreement": 1.0})
+    report = compare_results(base, worse)
+    assert report.rows[0].verdict == "regression" and "parity" in report.rows[0].reasons[0]
+    assert verdict(base, synthetic_run(1, parity={"max_rel_error": 2e-6, "top1_agreement": 1.0})) == "pass"
+    assert verdict(base, synthetic_run(1, status="failed: load: boom")) == "failed"
+    assert verdict(base, synthetic_run(1, status="skipped: install hsnet[tflite]")) == "skipped"
+    assert verdict(synthetic_run(0, status="failed: x"), synthetic_run(1, status="failed: x")) == "n/a"
+
+
+def test_new_and_missing_rows() -> None:
+    base, new = synthetic_run(0), synthetic_run(1)
+    new.rows.append(Row("ghostnet_100", "onnxruntime", "fp32", 1, 1, 32))
+    base.rows.append(Row("mobilenetv2_100", "onnxruntime", "fp32", 1, 1, 32))
+    report = compare_results(base, new)
+    assert sorted(r.verdict for r in report.rows) == ["missing", "new", "pass"]
+    assert report.passed
+
+
+def test_incompatible_results() -> None:
+    with pytest.raises(BaselineError, match="measured at input size 32, this run at 64"):
+        compare_results(synthetic_run(0), synthetic_run(1, input_size=64))
+    no_ref = synthetic_run(1)
+    no_ref.reference = {}
+    with pytest.raises(BaselineError, match="no reference workload samples"):
+        compare_results(synthetic_run(0), no_ref)
+    with pytest.raises(BaselineError, match="unknown gate metric"):
+        compare_results(synthetic_run(0), synthetic_run(1), metric="energy")
+
+
+@pytest.mark.parametrize(("text", "value"), [("5%", 0.05), ("5", 0.05), ("0.05", 0.05), ("12.5 %", 0.125), (0.1, 0.1)])
+def test_parse_threshold(text, value) -> None:
+    assert parse_threshold(text) == pytest.approx(value)
+
+
+@pytest.mark.parametrize("text", ["abc", "-5%", "0", "2000%"])
+def test_parse_threshold_rejects(text) -> None:
+    with pytest.raises(BaselineError):
+        parse_threshold(text)
