@@ -123,8 +123,8 @@ class TFLiteExporter(Exporter):
                     Finding(
                         self.name,
                         "warning",
-                        f"onnx2tf {version} is not the tested {ONNX2TF_TESTED} (1.29.17-1.29.24 mis-convert residual "
-                        "additions when channels, height and width are equal); parity will tell",
+                        f"onnx2tf {version} is not the tested {ONNX2TF_TESTED} (1.29.17-1.29.24 move residual "
+                        "additions back to NCHW, which breaks HSNet's grouped convolutions at 32x32); parity will tell",
                     )
                 )
             if not ctx.onnx_simplified:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -61,7 +62,8 @@ def test_block_timeout_becomes_a_failed_row_and_the_table_completes(artifacts: d
     settings = Settings(runs=12, rounds=2, processes=1, warmup_runs=1, warmup_s=0.0, block_timeout_s=0.0005,
                         overhead_runs=0, gemm=False, reference=False)  # fmt: skip
     m = measure([Config(row(), artifacts["slow"])], settings, log=lambda _: None, show_progress=False)
-    assert m.rows[0].status.startswith("failed: timed out after 0.0005 s (run) in round 1")
+    # Which round first overruns 0.5 ms depends on the machine; that one does and becomes the status is the point.
+    assert re.match(r"failed: timed out after 0\.0005 s \(run\) in round [12]$", m.rows[0].status), m.rows[0].status
 
 
 @pytest.mark.slow
