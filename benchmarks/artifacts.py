@@ -110,14 +110,12 @@ def code_digest() -> str:
 
 
 def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
+    from deploy.prepare import file_sha256
+
     try:
-        with open(path, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
+        return file_sha256(path)
     except OSError as e:
-        raise BenchError(f"checkpoint {path} cannot be read: {e.strerror or e}") from None
-    return h.hexdigest()
+        raise BenchError(f"{path} cannot be read: {e.strerror or e}") from None
 
 
 def cache_key(spec: ModelSpec) -> str:
@@ -177,9 +175,10 @@ def build_artifacts(
 ) -> dict[tuple[str, str], Built | HSNetError]:
     """Find or build every (target, precision) in ``wanted`` for ``spec``.
 
-    Deploy targets are built one export per target with all its missing precisions (a failure of one target does
-    not take the others down); ``pt2`` is the torch program made here. Returns, per pair, the artifact or the
-    error that prevented it (a :class:`deploy.errors.MissingDependencyError` names the extra to install).
+    Deploy targets are built one export per target with all its missing precisions (if that fails, one export per
+    precision, so that one failure takes nothing else down); ``pt2`` is the torch program made here. Returns, per
+    pair, the artifact or the error that prevented it (a :class:`deploy.errors.MissingDependencyError` names the
+    extra to install).
     """
     cache = cache or cache_dir()
     out: dict[tuple[str, str], Built | HSNetError] = {}
@@ -198,8 +197,14 @@ def build_artifacts(
                 else:
                     _build_deploy(cache, spec, target, missing)
             except HSNetError as e:
-                for p in missing:
-                    out[(target, p)] = e
+                if len(missing) == 1 or target == "pt2":
+                    out.update({(target, p): e for p in missing})
+                else:  # one precision's failure must not take the others down: build them one by one
+                    for p in missing:
+                        try:
+                            _build_deploy(cache, spec, target, [p])
+                        except HSNetError as e1:
+                            out[(target, p)] = e1
         for p in precisions:
             if (target, p) not in out:
                 found = _find(cache, spec, target, p)

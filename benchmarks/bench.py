@@ -139,7 +139,11 @@ def validate_request(req: BenchRequest) -> None:
 
 
 def _checkpoint_info(paths: Sequence[Path]) -> dict[str, tuple[Path, float | None]]:
-    """Model name -> (checkpoint, top-1 accuracy in % when the checkpoint records one)."""
+    """Model name -> (checkpoint, top-1 accuracy in % when the checkpoint records one).
+
+    The accuracy is the test top-1 of the epoch whose weights the checkpoint holds (``test_top1``, as
+    ``hsnet train`` records it), falling back to ``top1`` and ``best_top1``.
+    """
     from hsnet.checkpoint import load_checkpoint
 
     out: dict[str, tuple[Path, float | None]] = {}
@@ -147,7 +151,7 @@ def _checkpoint_info(paths: Sequence[Path]) -> dict[str, tuple[Path, float | Non
         ckpt = load_checkpoint(p)
         metrics = ckpt.metrics or {}
         acc = next(
-            (metrics[k] for k in ("top1", "val_top1", "best_top1") if isinstance(metrics.get(k), (int, float))), None
+            (metrics[k] for k in ("test_top1", "top1", "best_top1") if isinstance(metrics.get(k), (int, float))), None
         )
         if ckpt.model in out:
             raise BenchError(f"two checkpoints for {ckpt.model}: {out[ckpt.model][0]} and {p}")

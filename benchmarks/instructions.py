@@ -45,6 +45,7 @@ def _valgrind() -> str:
 
 
 def _count_once(cfg: Config, n: int, timeout_s: float, valgrind: str) -> int:
+    """Instructions of a whole worker run (start-up, ``n`` inferences, exit); fills the row's runtime version."""
     settings = Settings(warmup_runs=1, warmup_s=0.0, huge_pages=False)  # a fixed amount of warm-up work
     job = {**worker_job(cfg, settings), "threads": cfg.row.threads}
     with tempfile.TemporaryDirectory(prefix="hsnet-cg-") as tmp:
@@ -52,7 +53,8 @@ def _count_once(cfg: Config, n: int, timeout_s: float, valgrind: str) -> int:
         prefix = [valgrind, "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={out}", "-q"]
         w = WorkerProcess(job, env={"PYTHONHASHSEED": "0"}, prefix=prefix)
         try:
-            w.start(timeout_s)
+            ready = w.start(timeout_s)
+            cfg.row.runtime_version = ready.get("runtime_version")
             if n:
                 w.request({"cmd": "run", "n": n, "warmup": 0}, timeout_s)
         finally:

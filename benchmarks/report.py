@@ -92,7 +92,15 @@ def context_lines(result: BenchResult) -> list[str]:
     versions = sorted({f"{r.runtime} {r.runtime_version}" for r in rows if r.runtime_version})
     sizes = sorted({r.input_size for r in result.rows})
     batches = sorted({r.batch for r in result.rows})
-    runs = s.get("runs") or f"rounds until >= {s.get('min_time_s')} s each"
+    runs = s.get("runs") or f">= {s.get('min_time_s')} s of"
+    if s.get("metric") == "instructions":
+        what = (
+            f"instructions per inference (M instr) counted by valgrind cachegrind: difference of runs with "
+            f"{s.get('n2')} and {s.get('n1')} inferences, divided by {s.get('n2', 0) - s.get('n1', 0)}; "
+            "valgrind's CPU has no AVX-512/AMX, so runtimes take their AVX2 kernels; no latency is measured"
+        )
+    else:
+        what = ""
     lines = [
         f"latency of one inference of batch {', '.join(map(str, batches))} at "
         f"{', '.join(f'{v}x{v}' for v in sizes)}: wall-clock median of {runs} timed runs in {s.get('rounds_run')} "
@@ -105,6 +113,8 @@ def context_lines(result: BenchResult) -> list[str]:
         f"{(env.get('versions') or {}).get('numpy')}",
         f"machine: {machine_line(env)}; governor {env.get('governor')}; host {env.get('host')}",
     ]
+    if what:
+        lines = [what, *lines[2:]]
     h = result.harness
     if h.get("overhead_ns") is not None:
         share = h.get("overhead_share")
