@@ -25,7 +25,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchmarks.environment import dist_version
+from benchmarks.environment import RUNTIME_DISTRIBUTIONS, dist_version
 from benchmarks.errors import BenchError
 from hsnet.errors import HSNetError
 from hsnet.io import atomic_path, atomic_write_json
@@ -45,18 +45,8 @@ __all__ = [
 RUNTIME_TARGETS = {"torch": "pt2", "onnxruntime": "onnx", "tflite": "tflite", "coreml": "coreml"}
 #: Real test images per parity check of a benchmark export (part of the cache key: parity figures are gated on).
 PARITY_IMAGES = 32
-TOOL_DISTRIBUTIONS = (
-    "torch",
-    "numpy",
-    "onnx",
-    "onnxruntime",
-    "onnxsim",
-    "onnx2tf",
-    "tensorflow",
-    "ai-edge-litert",
-    "coremltools",
-    "hsnet",
-)
+# The tools that make and run artifacts: the same list the environment block records.
+TOOL_DISTRIBUTIONS = RUNTIME_DISTRIBUTIONS
 
 
 @dataclass(frozen=True)
