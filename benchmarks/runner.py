@@ -66,8 +66,12 @@ THREAD_ENV = (
 INTEROP_ENV = ("TF_NUM_INTEROP_THREADS",)
 
 # What to install for each runtime, named in ``skipped`` replies (torch is a core dependency of hsnet).
-EXTRAS = {"torch": "pip install torch", "onnxruntime": "install hsnet[onnx]", "tflite": "install hsnet[tflite]",
-          "coreml": "install hsnet[coreml]"}  # fmt: skip
+EXTRAS = {
+    "torch": "install hsnet, which requires torch>=2.4,<2.14 (a newer torch pulls a CUDA build)",
+    "onnxruntime": "install hsnet[onnx]",
+    "tflite": "install hsnet[tflite]",
+    "coreml": "install hsnet[coreml]",
+}
 
 
 class Skip(Exception):

@@ -115,13 +115,15 @@ class ExportReport:
 
 
 def plan_targets(
-    targets: Sequence[str], precisions: Sequence[str], converter: str | None
+    targets: Sequence[str], precisions: Sequence[str], converter: str | None, batch: int | None = 1
 ) -> tuple[list[tuple[Exporter, str]], list[Finding]]:
     """Expand ``all``, check every target/precision/converter, and order the work.
 
     The fp32 ONNX graph is always the first artifact (every other target starts from it or is checked
-    against the same stages). An explicitly named target must support every requested precision; ``all``
-    takes, per target, the requested precisions it supports and records each skip as a finding.
+    against the same stages). An explicitly named target must support every requested precision and the
+    ``batch`` (``None``: dynamic; the exporter's ``validate`` says why not); ``all`` takes, per target, the
+    requested precisions it supports, leaves out a target that cannot take the batch, and records each skip
+    as a finding.
 
     Raises:
         DeployError: unknown target, precision or converter (listing the valid ones), or a precision that no
@@ -153,6 +155,10 @@ def plan_targets(
     plan.append((onnx, "fp32"))
     for name in names:
         exporter = EXPORTERS[name]()
+        problem = exporter.batch_error(batch)
+        if problem is not None and name not in explicit and name != "onnx":
+            skipped.append(Finding(name, "info", f"target skipped: {problem}"))
+            continue
         for p in dict.fromkeys(precisions):
             if p not in exporter.precisions:
                 if name in explicit:
@@ -352,10 +358,10 @@ def _export_model(model: str, *, targets, precisions, checkpoint, num_classes, i
 
     # ---- validate everything before any work --------------------------------------------------------------
     model_info(model)
-    plan, findings = plan_targets(targets, precisions, converter)
     check_opset(opset)
     if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
         raise DeployError(f"batch must be a positive integer or None (dynamic), got {batch!r}")
+    plan, findings = plan_targets(targets, precisions, converter, batch)
     if isinstance(parity_images, bool) or not isinstance(parity_images, int) or parity_images < 1:
         raise DeployError(f"parity_images must be a positive integer, got {parity_images!r}")
     wants_int8 = any(p == "int8" for _, p in plan)

@@ -118,7 +118,7 @@ class Exporter(abc.ABC):
         converters: supported converter names, the default first.
         unsupported_ops: ONNX operation types the target cannot run; the default :meth:`preflight` reports each
             one found in the graph as an error (the pipeline then stops before converting).
-        supports_dynamic_batch: False makes :meth:`validate` reject ``batch=None``.
+        supports_dynamic_batch: False makes :meth:`batch_error` (and so :meth:`validate`) reject ``batch=None``.
     """
 
     name: ClassVar[str]
@@ -144,8 +144,15 @@ class Exporter(abc.ABC):
             raise DeployError(
                 f"target {self.name} has no converter {options.converter!r}; valid: {', '.join(self.converters)}"
             )
-        if options.batch is None and not self.supports_dynamic_batch:
-            raise DeployError(f"target {self.name} needs a fixed batch; use --batch N instead of --dynamic-batch")
+        problem = self.batch_error(options.batch)
+        if problem is not None:
+            raise DeployError(problem)
+
+    def batch_error(self, batch: int | None) -> str | None:
+        """Why this target cannot take ``batch`` (``None``: dynamic), or ``None`` when it can."""
+        if batch is None and not self.supports_dynamic_batch:
+            return f"target {self.name} needs a fixed batch; use --batch N instead of --dynamic-batch"
+        return None
 
     def preflight(self, ctx: ExportContext) -> list[Finding]:
         """Report known trouble for this target in ``ctx``'s graph before converting.

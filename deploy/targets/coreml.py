@@ -106,14 +106,14 @@ class CoreMLExporter(Exporter):
     def check_available(self, options: ExportOptions) -> None:
         import_coremltools(self.log)
 
-    def validate(self, options: ExportOptions) -> None:
-        if options.batch != 1:
-            got = "a dynamic batch" if options.batch is None else f"batch {options.batch}"
-            raise DeployError(
-                f"target coreml takes one image per prediction (a CoreML image input has batch 1; apps batch with "
-                f"MLModel.predictions(from:)); got {got}, valid: --batch 1"
-            )
-        super().validate(options)
+    def batch_error(self, batch: int | None) -> str | None:
+        if batch == 1:
+            return None
+        got = "a dynamic batch" if batch is None else f"batch {batch}"
+        return (
+            f"target coreml takes one image per prediction (a CoreML image input has batch 1; apps batch with "
+            f"MLModel.predictions(from:)); got {got}, valid: --batch 1"
+        )
 
     def preflight(self, ctx: ExportContext) -> list[Finding]:
         """The common graph scan, plus every PyTorch operation coremltools cannot convert (errors)."""

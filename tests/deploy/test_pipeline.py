@@ -16,6 +16,7 @@ from deploy.errors import DeployError
 from deploy.manifest import hash_path, read_manifest
 from deploy.metadata import ModelMetadata
 from deploy.pipeline import export_model, load_calibration, plan_targets
+from deploy.targets.base import ExportOptions
 from deploy.targets.onnx import OnnxArtifact, OnnxExporter
 from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD
 
@@ -133,6 +134,20 @@ def test_planning_expands_all_and_reports_skips() -> None:
     plan, skipped = plan_targets(["all"], ["int8"], None)
     assert [(e.name, p) for e, p in plan] == [("onnx", "fp32"), ("tflite", "int8")]
     assert {f.target for f in skipped} == {"onnx", "coreml"} and all(f.severity == "info" for f in skipped)
+
+
+@pytest.mark.parametrize("batch", [4, None])
+def test_planning_all_leaves_out_a_target_that_cannot_take_the_batch(batch) -> None:
+    plan, skipped = plan_targets(["all"], ["fp32"], None, batch)
+    assert [(e.name, p) for e, p in plan] == [("onnx", "fp32"), ("tflite", "fp32")]
+    (finding,) = skipped
+    assert finding.target == "coreml" and finding.severity == "info"
+    assert finding.message.startswith("target skipped: target coreml takes one image per prediction")
+    # Named explicitly, the target is not skipped: its validate() refuses the batch with the same reason.
+    plan, skipped = plan_targets(["coreml"], ["fp32"], None, batch)
+    assert [e.name for e, _ in plan] == ["onnx", "coreml"] and skipped == []
+    with pytest.raises(DeployError, match="valid: --batch 1$"):
+        plan[1][0].validate(ExportOptions(precision="fp32", batch=batch))
 
 
 @pytest.mark.parametrize(
