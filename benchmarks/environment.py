@@ -7,9 +7,10 @@ import hashlib
 import os
 import platform
 import socket
-from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from hsnet.machine import cpu_model, dist_version
 
 __all__ = ["RUNTIME_DISTRIBUTIONS", "collect_environment", "cpu_model", "dist_version", "machine_line"]
 
@@ -27,25 +28,6 @@ RUNTIME_DISTRIBUTIONS = (
     "coremltools",
     "hsnet",
 )
-
-
-def dist_version(dist: str) -> str | None:
-    """Installed version of a distribution without importing it (None if absent)."""
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return None
-
-
-def cpu_model() -> str:
-    """The CPU's marketing name (``/proc/cpuinfo`` on Linux, ``platform.processor()`` elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("model name", "Model", "Hardware")) and ":" in line:
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _read(path: str) -> str | None:

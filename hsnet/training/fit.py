@@ -33,6 +33,7 @@ from torch import nn
 from hsnet.checkpoint import Checkpoint, CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hsnet.errors import HSNetError
 from hsnet.io import atomic_write_json, atomic_write_text, ensure_writable_dir
+from hsnet.machine import cpu_model, usable_cores
 from hsnet.progress import log
 from hsnet.training import distributed
 from hsnet.training.build import (
@@ -94,12 +95,12 @@ class FitResult:
 
 
 def measurement_context(device: torch.device, world_size: int, batch_size: int, batch: str = "global batch") -> str:
-    """What every speed and accuracy figure was measured on: device, threads, ranks, batch, torch version."""
+    """What every speed and accuracy figure was measured on: device (CPU name), threads, ranks, batch, torch."""
     if device.type == "cuda":
         where = f"{torch.cuda.get_device_name(device)}"
     else:
         n = torch.get_num_threads()
-        where = f"cpu, {n} thread{'s' if n != 1 else ''}"
+        where = f"cpu ({cpu_model()}, {usable_cores()} cores), {n} thread{'s' if n != 1 else ''}"
     ranks = f", {world_size} ranks" if world_size > 1 else ""
     return f"{where}{ranks}, {batch} {batch_size}, fp32, torch {torch.__version__}"
 
