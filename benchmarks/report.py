@@ -15,7 +15,7 @@ from benchmarks.environment import machine_line
 from benchmarks.gate import GateReport, verdict_order
 from benchmarks.schema import BenchResult, Row
 from hsnet.io import atomic_path, atomic_write_text
-from hsnet.profiling.report import format_count, format_table
+from hsnet.profiling.report import format_count, format_table, markdown_table
 
 __all__ = [
     "context_lines",
@@ -161,9 +161,8 @@ def result_table(result: BenchResult, *, rich: bool) -> str:
 def result_markdown(result: BenchResult) -> str:
     """The result as a Markdown table followed by its context lines."""
     headers, _ = _columns(result)
-    head = "| " + " | ".join(headers) + " |\n|" + "|".join("---" if i < 3 else "---:" for i in range(len(headers)))
-    body = "\n".join("| " + " | ".join(c.replace("|", "\\|") for c in _cells(r, headers)) + " |" for r in result.rows)
-    return f"{head}|\n{body}\n\n" + "\n".join(f"- {line}" for line in context_lines(result)) + "\n"
+    table = markdown_table(headers, [_cells(r, headers) for r in result.rows], "lll" + "r" * (len(headers) - 3))
+    return f"{table}\n\n" + "\n".join(f"- {line}" for line in context_lines(result)) + "\n"
 
 
 def gate_lines(report: GateReport) -> list[str]:

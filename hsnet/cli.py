@@ -145,9 +145,9 @@ def _add_subsystems() -> None:
     """Attach the train/eval, deploy and bench commands (their modules import heavy dependencies lazily)."""
     from benchmarks.cli import bench
     from deploy.cli import deploy
-    from hsnet.training.cli import eval_cmd, train_cmd
+    from hsnet.training.cli import eval_cmd, runs_cmd, train_cmd
 
-    for command in (train_cmd, eval_cmd, deploy, bench):
+    for command in (train_cmd, eval_cmd, runs_cmd, deploy, bench):
         main.add_command(command)
 
 

@@ -176,3 +176,37 @@ def test_bad_option_values(tmp_path):
     _fails_cleanly(result, "KEY=VALUE")
     result = _invoke("train", *TINY, "--model-arg", "widths=3", "--out", tmp_path / "r")
     _fails_cleanly(result, "widths")
+
+
+def test_runs_compares_run_folders(run_copy, tmp_path):
+    history = [json.loads(line) for line in (run_copy / "metrics.jsonl").read_text().splitlines()]
+    other = shutil.copytree(run_copy, tmp_path / "other")
+    config = json.loads((other / "config.json").read_text())
+    (other / "config.json").write_text(json.dumps({**config, "lr": 0.2, "threads": 2}))  # threads do not count
+    plot = tmp_path / "cmp.png"
+    result = _invoke("runs", run_copy, other, "--plot", plot, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["differing_settings"] == ["lr"] and report["plot"] == str(plot)
+    first = report["runs"][0]
+    assert first["final_top1"] == history[-1]["test_top1"] and first["epochs_done"] == len(history) == 2
+    assert first["best_top1"] == max(r["test_top1"] for r in history) and first["finished"] is True
+    assert first["measured_on"].startswith("cpu (") and "batch 64" in first["measured_on"]
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and [
+        p.name for p in tmp_path.iterdir() if "cmp" in p.name
+    ] == ["cmp.png"]
+    table = _invoke("runs", run_copy, run_copy, "--markdown")
+    assert table.exit_code == 0, table.output
+    assert f"| hsnet | 2/2 | {history[-1]['test_top1']:.2f} % |" in table.stdout
+    assert "same recipe (fashion-quick as saved, 2 epochs) for every run" in table.stdout
+
+
+def test_runs_refuses_what_is_not_a_run(run_copy, tmp_path):
+    _fails_cleanly(_invoke("runs", tmp_path / "missing"), "missing is not a run folder")
+    (tmp_path / "empty").mkdir()
+    _fails_cleanly(_invoke("runs", tmp_path / "empty"), "empty is not a run folder: config.json is missing")
+    with (run_copy / "metrics.jsonl").open("a") as f:
+        f.write('{"epoch": 3}\n')
+    _fails_cleanly(_invoke("runs", run_copy), "metrics.jsonl line 3 is not an epoch record (no 'test_top1')")
+    (run_copy / "config.json").write_text("{")
+    _fails_cleanly(_invoke("runs", run_copy), "config.json is not a valid run configuration")

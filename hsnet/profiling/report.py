@@ -9,7 +9,7 @@ import torch
 
 from hsnet.profiling.counter import FLOP_CATEGORIES, KINDS, Profile
 
-__all__ = ["format_count", "format_profile", "format_table", "measurement_context"]
+__all__ = ["format_count", "format_profile", "format_table", "markdown_table", "measurement_context"]
 
 
 def format_count(n: float | None, digits: int = 2) -> str:
@@ -35,6 +35,14 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align
 
     rule = "  ".join("-" * w for w in widths)
     return "\n".join([line(cells[0]), rule, *(line(r) for r in cells[1:])])
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], align: str | None = None) -> str:
+    """The same table in Markdown (``|`` in cells escaped); ``align`` as in :func:`format_table`."""
+    align = align or "l" + "r" * (len(headers) - 1)
+    cells = [[str(c).replace("|", "\\|") for c in r] for r in [headers, *rows]]
+    rule = ["---" if a == "l" else "---:" for a in align]
+    return "\n".join("| " + " | ".join(r) + " |" for r in [cells[0], rule, *cells[1:]])
 
 
 def measurement_context(input_shape: Sequence[int]) -> str:

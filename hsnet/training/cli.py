@@ -12,7 +12,7 @@ from click.core import ParameterSource
 from hsnet.clitools import INPUT_SIZE, emit_json, user_errors
 from hsnet.errors import HSNetError
 
-__all__ = ["eval_cmd", "train_cmd"]
+__all__ = ["eval_cmd", "runs_cmd", "train_cmd"]
 
 _RECIPES = ("cifar-paper", "modern", "fashion-quick")  # hsnet.training.config.RECIPES, kept here to stay lazy
 _POSITIVE = click.IntRange(min=1)
@@ -179,3 +179,40 @@ def eval_cmd(checkpoint: str, dataset: str | None, data_dir: str | None, split: 
     )
     click.echo(f"measured on {report.context}; {r.images / max(r.seconds, 1e-9):.0f} images/s")
     click.echo(f"wrote {', '.join(str(f) for f in files)}")
+
+
+@click.command("runs")
+@click.argument("folders", nargs=-1, required=True, type=click.Path())
+@click.option("--plot", type=click.Path(dir_okay=False), default=None, help="Write test top-1 and loss curves (PNG).")
+@click.option("--markdown", is_flag=True, help="Print the table in Markdown.")
+@click.option("--json", "as_json", is_flag=True, help="Print every summary (with its config and epochs) as JSON.")
+@user_errors
+def runs_cmd(folders: tuple[str, ...], plot: str | None, markdown: bool, as_json: bool) -> None:
+    """Compare run folders written by `hsnet train`: accuracy, speed and wall time side by side.
+
+    Settings in which the runs differ (other than the model, device and threads) are named under the table: a
+    comparison is fair only under one recipe.
+    """
+    from hsnet.profiling.report import format_table, markdown_table
+    from hsnet.training.plots import plot_runs
+    from hsnet.training.runs import differing_settings, read_run, runs_table
+
+    runs = [read_run(f) for f in folders]
+    differ = differing_settings(runs)
+    datasets = sorted({r.config.dataset for r in runs})
+    note = (
+        f"runs differ in: {', '.join(differ)}" if differ
+        else f"same recipe ({runs[0].config.recipe} as saved, {runs[0].config.epochs} epochs) for every run"
+    )  # fmt: skip
+    if plot:
+        title = f"{', '.join(datasets)}: test accuracy per epoch"
+        plot_runs([(f"{r.config.model} (final {r.final_top1:.2f} %)", r.history) for r in runs], plot, title=title,
+                  caption=f"{note}; {runs[0].measured_on}")  # fmt: skip
+    if as_json:
+        emit_json({"runs": [r.to_dict() for r in runs], "differing_settings": differ, "plot": plot})
+        return
+    headers, rows = runs_table(runs)
+    click.echo((markdown_table if markdown else format_table)(headers, rows, "lr" + "r" * 5 + "l"))
+    click.echo(f"\n{', '.join(datasets)} test split; {note}")
+    if plot:
+        click.echo(f"wrote {plot}")

@@ -94,13 +94,19 @@ class FitResult:
         return self.out / "last.pt"
 
 
+def _device_name(device: torch.device) -> str:
+    """The GPU's name, or the CPU's name and the cores this process may use."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"{cpu_model()}, {usable_cores()} cores"
+
+
 def measurement_context(device: torch.device, world_size: int, batch_size: int, batch: str = "global batch") -> str:
     """What every speed and accuracy figure was measured on: device (CPU name), threads, ranks, batch, torch."""
-    if device.type == "cuda":
-        where = f"{torch.cuda.get_device_name(device)}"
-    else:
+    where = f"{device.type} ({_device_name(device)})"
+    if device.type != "cuda":
         n = torch.get_num_threads()
-        where = f"cpu ({cpu_model()}, {usable_cores()} cores), {n} thread{'s' if n != 1 else ''}"
+        where += f", {n} thread{'s' if n != 1 else ''}"
     ranks = f", {world_size} ranks" if world_size > 1 else ""
     return f"{where}{ranks}, {batch} {batch_size}, fp32, torch {torch.__version__}"
 
@@ -381,6 +387,7 @@ def _record(epoch: int, stats: EpochStats, result: EvalResult, previous: list[di
         "epoch_time_s": epoch_time,
         "total_time_s": (previous[-1]["total_time_s"] if previous else 0.0) + epoch_time,
         "device": str(t.device),
+        "machine": _device_name(t.device),
         "threads": torch.get_num_threads(),
         "world_size": t.dist_info.world_size,
     }

@@ -15,7 +15,7 @@ import numpy as np
 
 from hsnet.io import atomic_path, atomic_write_text
 
-__all__ = ["plot_confusion", "plot_curves", "write_confusion_csv"]
+__all__ = ["plot_confusion", "plot_curves", "plot_runs", "write_confusion_csv"]
 
 
 def _pyplot():  # noqa: ANN202 - matplotlib is imported lazily and without a display
@@ -79,6 +79,34 @@ def plot_curves(
                         textcoords="offset points", xytext=(-40, -18), fontsize=8)  # fmt: skip
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
+    fig.supxlabel(caption, fontsize=8)
+    return _save(fig, Path(path))
+
+
+def plot_runs(
+    runs: Sequence[tuple[str, Sequence[dict[str, Any]]]], path: str | Path, *, title: str, caption: str
+) -> Path:
+    """Test top-1 and test loss against epoch for several runs (``(label, metrics.jsonl records)`` each)."""
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+    fig, (ax_acc, ax_loss) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    for label, history in runs:
+        epochs = [r["epoch"] for r in history]
+        ax_acc.plot(epochs, [r["test_top1"] for r in history], "o-", ms=3, label=label)
+        ax_loss.plot(epochs, [r["test_loss"] for r in history], "o-", ms=3, label=label)
+    bests = [max(r["test_top1"] for r in h) for _, h in runs if h]
+    if bests:  # the interesting range: up to 20 points below the worst run's best (an early collapse is cut off)
+        ax_acc.set_ylim(max(0.0, min(bests) - 20), min(100.0, max(bests) + 3))
+    ax_acc.set_ylabel("test top-1 (%)")
+    ax_loss.set_ylabel("test cross-entropy loss")
+    ax_loss.set_yscale("log")
+    for ax in (ax_acc, ax_loss):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     fig.suptitle(title)
     fig.supxlabel(caption, fontsize=8)
     return _save(fig, Path(path))

@@ -14,7 +14,7 @@ from hsnet.training.fit import RUN_FILES
 
 METRIC_KEYS = {
     "epoch", "train_loss", "train_top1", "test_loss", "test_top1", "test_top5", "lr", "images_per_s",
-    "train_time_s", "epoch_time_s", "total_time_s", "device", "threads", "world_size",
+    "train_time_s", "epoch_time_s", "total_time_s", "device", "machine", "threads", "world_size",
 }  # fmt: skip
 
 
