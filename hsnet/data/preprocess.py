@@ -2,7 +2,8 @@
 
 One resizing rule serves evaluation, calibration and training: bilinear ``torch.nn.functional.interpolate``
 (``align_corners=False``) with antialiasing when an image shrinks, gray replicated to three channels, RGB reduced to
-one by ITU-R 601 luminance (PIL's ``"L"`` weights).
+one by ITU-R 601 luminance (PIL's ``"L"`` weights). A resized or reduced image is rounded back to 8-bit pixels, as
+an app's image buffer holds it and as the training loader stores it, so every path feeds a model the same values.
 """
 
 from __future__ import annotations
@@ -73,14 +74,19 @@ def _check_chans(in_chans: int) -> None:
 
 
 def _float_nchw(images: np.ndarray, size: int, in_chans: int, *, expand: bool = True) -> torch.Tensor:
-    """uint8 NHWC -> float32 NCHW in [0, 1] at ``size`` x ``size``; gray stays 1 channel unless ``expand``."""
+    """uint8 NHWC -> float32 NCHW in [0, 1] at ``size`` x ``size``, on the 8-bit grid (k / 255); gray stays 1 channel
+    unless ``expand``."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255.0)
+    changed = False
     if x.shape[1] == 3 and in_chans == 1:
         x = (x * torch.tensor(_LUMA).view(1, 3, 1, 1)).sum(1, keepdim=True)
+        changed = True
     if tuple(x.shape[2:]) != (size, size):
         shrink = x.shape[2] > size or x.shape[3] > size
         x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=shrink)
-        x.clamp_(0.0, 1.0)  # bilinear never overshoots, the antialias kernel can by a hair
+        changed = True
+    if changed:  # back to 8-bit pixels (the antialias kernel can overshoot by a hair)
+        x = x.clamp_(0.0, 1.0).mul_(255.0).round_().div_(255.0)
     if expand and x.shape[1] == 1 and in_chans == 3:
         x = x.expand(-1, 3, -1, -1)
     return x
@@ -134,9 +140,9 @@ def to_model_input(
 
 
 def resize_uint8(images: np.ndarray, input_size: int, in_chans: int = 3) -> torch.Tensor:
-    """Resize once for training: uint8 NHWC -> uint8 NCHW at ``input_size`` (rounded, same rule as
-    :func:`to_model_input`). Gray input stays one channel even for ``in_chans=3`` (the loader replicates it per
-    batch, a third of the memory); RGB input with ``in_chans=1`` is reduced to luminance here.
+    """Resize once for training: uint8 NHWC -> uint8 NCHW at ``input_size`` (the pixels :func:`to_model_input`
+    normalizes). Gray input stays one channel even for ``in_chans=3`` (the loader replicates it per batch, a third
+    of the memory); RGB input with ``in_chans=1`` is reduced to luminance here.
     """
     images = _check_images(images)
     _check_chans(in_chans)

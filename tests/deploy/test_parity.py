@@ -48,6 +48,33 @@ def test_int8_is_held_to_raw_agreement() -> None:
     assert any("top-1 agreement 70.0% < 80%" in f for f in r.failures)
 
 
+def test_int8_bounds_the_99th_percentile_image_and_fp_bounds_every_image() -> None:
+    rng = np.random.default_rng(1)
+    ref = rng.standard_normal((1000, 10)) * 2
+    ref[:, 0] += 8  # a clear top-1 everywhere; max |logit| near 10
+    scale = np.abs(ref).max()
+    out = ref.copy()
+    out[:, 1:] += 0.05 * scale  # every image 5 % off, top-1 unchanged
+    out[:10, 1:] += 0.35 * scale  # 10 images (1 %) 40 % off: the outliers a large check meets
+    r = compare_logits(ref, out, precision="int8", **CTX)
+    assert r.max_rel_error == pytest.approx(0.40) and r.quantile_rel_error == pytest.approx(0.05)
+    assert r.passed and r.tolerance.error_quantile == 0.99 and "(p99 image 5.00e-02)" in r.describe()
+    out[10, 1:] += 0.35 * scale  # an 11th outlier (1.1 %): the 99th-percentile image is now one of them
+    r = compare_logits(ref, out, precision="int8", **CTX)
+    assert not r.passed and r.failures == ["99th-percentile image's relative error 4.00e-01 > 0.25"]
+    r = compare_logits(ref, ref + np.where(np.arange(1000)[:, None] == 7, 0.03 * scale, 0.0), precision="fp16", **CTX)
+    assert r.quantile_rel_error == r.max_rel_error and r.failures == ["max relative error 3.00e-02 > 0.02"]
+
+
+def test_a_shortfall_is_never_printed_as_100_percent() -> None:
+    ref = np.tile([[0.0, 5.0, 1.0]], (10000, 1))
+    out = ref.copy()
+    out[0] = [5.0, 0.0, 1.0]  # one image in 10 000 flips, far beyond a tie
+    r = compare_logits(ref, out, precision="fp32", **CTX)
+    assert "top-1 agreement 99.99% (0 near ties)" in r.describe()
+    assert "top-1 agreement 99.99% (near ties excused) < 100%" in r.failures[1]
+
+
 def test_accuracy_drop_only_bounds_int8() -> None:
     ref = np.eye(4, dtype=np.float32) * 4
     out = ref.copy()
