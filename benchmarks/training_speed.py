@@ -29,6 +29,7 @@ from benchmarks.environment import collect_environment, machine_line
 from benchmarks.stats import summarize
 from hsnet.clitools import user_errors
 from hsnet.io import atomic_write_json, atomic_write_text
+from hsnet.profiling.report import markdown_table
 from hsnet.progress import log
 from hsnet.registry import create_model, model_info
 
@@ -162,9 +163,7 @@ def speed_table(results: Sequence[SpeedResult], context: str) -> str:
             cells.append("-")
         rows.append(cells)
     headers = ["model", "NCHW img/s", "NCHW img/CPU-s", "NHWC img/s", "NHWC img/CPU-s", "NHWC / NCHW (CPU)"]
-    md = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * 5) + "|"]
-    md += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(md) + f"\n\n{context}\n"
+    return markdown_table(headers, rows) + f"\n\n{context}\n"
 
 
 @click.command()
