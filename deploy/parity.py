@@ -9,10 +9,11 @@ normalized with its mean/std), and the logits are compared:
   case over a few outlier images grows with the number of images checked while accuracy does not move (HSNet
   trained on Fashion-MNIST, int8 TFLite on all 10 000 test images: 99th percentile 7.1 %, max 27.3 %, top-1
   accuracy 92.36 % -> 92.33 %);
-* **top-1 agreement**: the share of images whose top-1 class is the same. For fp32 and fp16, which must agree on
-  every image, a disagreement where the reference's own margin between the two classes is within twice that
-  image's max abs error (itself within tolerance) is a near tie the allowed error explains: it is reported
-  and does not count against the bound. int8 is held to its raw agreement;
+* **top-1 agreement**: the share of images whose top-1 class is the same. A disagreement where the reference's
+  own margin between the two classes is within twice that image's max abs error (itself within tolerance) is a
+  near tie the allowed error explains: it is reported and does not count against the bound. (int8 on random
+  weights, whose logits are nearly flat, has many: 8 of 32 images for HSNet at 32x32, every one of its
+  disagreements; with trained weights the accuracy drop is the bound that matters);
 * with a labelled set and trained weights: **top-1 accuracy** of both and the **drop** (percentage points).
 
 The tolerances, one row per precision, are :data:`TOLERANCES` (documented in docs/deploy.md). A check that
@@ -269,7 +270,7 @@ def compare_logits(
         quantile_rel = float(np.sort(image_error)[len(image_error) - 1 - excused_images]) / scale
     ties = disagree & (margin <= 2 * image_error) & (image_error <= tol.max_rel_error * scale)
     agreement = float((~disagree).mean())
-    excused = ties if tol.min_top1_agreement >= 1.0 else np.zeros_like(ties)
+    excused = ties
     agreement_with_ties = float((~disagree | excused).mean())
     acc_ref = acc_out = drop = None
     if labels is not None:
@@ -284,8 +285,7 @@ def compare_logits(
         failures.append(f"{which} relative error {quantile_rel:.2e} > {tol.max_rel_error:g}")
     if agreement_with_ties < tol.min_top1_agreement:
         bound = 100 * tol.min_top1_agreement
-        ties_note = " (near ties excused)" if tol.min_top1_agreement >= 1.0 else ""
-        failures.append(f"top-1 agreement {_percent(agreement_with_ties)}%{ties_note} < {bound:.0f}%")
+        failures.append(f"top-1 agreement {_percent(agreement_with_ties)}% (near ties excused) < {bound:.0f}%")
     if drop is not None and tol.max_accuracy_drop is not None and drop > tol.max_accuracy_drop:
         failures.append(f"top-1 accuracy drop {drop:.2f} points > {tol.max_accuracy_drop:g}")
     return ParityResult(
