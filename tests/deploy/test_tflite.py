@@ -193,7 +193,7 @@ def test_int8_runs_on_the_builtin_kernels_without_xnnpack(converted: Converted) 
     # The two kernel sets round requantization differently; over HSNet's ~50 quantized layers that shifts a logit by
     # a few output steps (9 seen, mean 1.8) against a logit range of about 150 steps.
     diff = np.abs(a - b)
-    assert diff.max() <= 0.1 * np.abs(a).max() and diff.mean() <= 2 * step
+    assert diff.max() <= 0.1 * np.abs(a).max() and diff.mean() <= 3 * step
     r = compare_logits(
         converted.reference, b, precision="int8", stage="tflite/int8 builtin kernels", runtime=plain.runtime,
         runtime_version=plain.runtime_version, threads=1, batch=1,
