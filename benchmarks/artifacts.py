@@ -8,10 +8,11 @@ change to a model or to the exporter must never be measured from a stale artifac
 precisions, so a deploy export (which writes ``manifest.json`` beside its artifacts) is one folder. Every folder is
 built in a temporary sibling and renamed into place, so an interrupted build leaves nothing behind.
 
-The torch runtime measures a ``torch.export`` program (``.pt2``) of the re-parameterised model, made here: the
-measuring runner must not need :mod:`hsnet`, and ``torch.export.load`` rebuilds a graph of ATen operators without
-unpickling code (TorchScript is in maintenance mode and its tracer fails on this stack, see
-/work/shared/docs/toolchain.md). It runs the same ATen kernels as eager PyTorch, without the Python module code.
+Every artifact is built by deploy's public API (:func:`deploy.export_model`), the torch runtime's too: it measures
+deploy's ``pt2`` target, a ``torch.export`` program of the re-parameterised model (the measuring child must not
+need :mod:`hsnet`, and ``torch.export.load`` rebuilds a graph of ATen operators without unpickling code;
+TorchScript is in maintenance mode and its tracer fails on this stack). It runs the same ATen kernels as eager
+PyTorch, without the Python module code.
 """
 
 from __future__ import annotations
@@ -20,16 +21,17 @@ import hashlib
 import json
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
-from benchmarks.environment import RUNTIME_DISTRIBUTIONS, dist_version
+from benchmarks.environment import RUNTIME_DISTRIBUTIONS
 from benchmarks.errors import BenchError
 from hsnet.errors import HSNetError
-from hsnet.io import atomic_path, atomic_write_json
-from hsnet.progress import log
+from hsnet.toolbox.atomic import atomic_path
+from hsnet.toolbox.machine import dist_version
+from hsnet.toolbox.progress import log
 
 __all__ = [
     "RUNTIME_TARGETS",
@@ -41,26 +43,33 @@ __all__ = [
     "describe_artifact",
 ]
 
-#: Runtime -> deploy target whose artifact it runs (torch runs a .pt2 made here, not by deploy).
+#: Runtime -> deploy target whose artifact it runs.
 RUNTIME_TARGETS = {"torch": "pt2", "onnxruntime": "onnx", "tflite": "tflite", "coreml": "coreml"}
 #: Real test images per parity check of a benchmark export (part of the cache key: parity figures are gated on).
 PARITY_IMAGES = 32
-# The tools that make and run artifacts: the same list the environment block records.
-TOOL_DISTRIBUTIONS = RUNTIME_DISTRIBUTIONS
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """A model as it is exported: the artifact cache is keyed by all of this (plus tools and code)."""
+    """A model as it is exported: the artifact cache is keyed by all of this (plus tools and code).
+
+    ``user`` is the user's own ``nn.Module`` (``model`` is then its name); ``user_key`` identifies it for the
+    cache: its spec, the sha256 of its weights and of the source file of its class.
+    """
 
     model: str
     input_size: int
     batch: int = 1
     num_classes: int | None = None
     checkpoint: Path | None = None
+    user: Any = field(default=None, compare=False, repr=False)
+    user_key: str | None = None
+    in_chans: int = 3
 
     def weights_id(self) -> str:
-        """``"checkpoint sha256:<hex>"`` or ``"random seed=0"`` (the form deploy's manifest uses)."""
+        """``"checkpoint sha256:<hex>"``, ``"random seed=0"`` or the user's module key (deploy's manifest forms)."""
+        if self.user is not None:
+            return f"module {self.user_key}"
         if self.checkpoint is None:
             return "random seed=0"
         return f"checkpoint sha256:{_file_sha256(self.checkpoint)}"
@@ -99,8 +108,19 @@ def code_digest() -> str:
     return h.hexdigest()
 
 
+def source_digest(module: Any) -> str:
+    """sha256 of the source file that defines ``module``'s class ("unknown" when Python cannot tell)."""
+    import inspect
+
+    try:
+        path = inspect.getsourcefile(type(module))
+        return _file_sha256(Path(path)) if path else "unknown"
+    except (TypeError, OSError, BenchError):
+        return "unknown"
+
+
 def _file_sha256(path: Path) -> str:
-    from deploy.prepare import file_sha256
+    from hsnet.toolbox.digests import file_sha256
 
     try:
         return file_sha256(path)
@@ -116,7 +136,8 @@ def cache_key(spec: ModelSpec) -> str:
         "input_size": spec.input_size,
         "batch": spec.batch,
         "weights": spec.weights_id(),
-        "tools": {d: dist_version(d) for d in TOOL_DISTRIBUTIONS},
+        "in_chans": spec.in_chans,
+        "tools": {d: dist_version(d) for d in RUNTIME_DISTRIBUTIONS},
         "parity_images": PARITY_IMAGES,
         "code": code_digest(),
     }
@@ -182,12 +203,9 @@ def build_artifacts(
         missing = [p for p in precisions if _find(cache, spec, target, p) is None]
         if missing:
             try:
-                if target == "pt2":
-                    _build_pt2(cache, spec)
-                else:
-                    _build_deploy(cache, spec, target, missing)
+                _build_deploy(cache, spec, target, missing)
             except HSNetError as e:
-                if len(missing) == 1 or target == "pt2":
+                if len(missing) == 1:
                     out.update({(target, p): e for p in missing})
                 else:  # one precision's failure must not take the others down: build them one by one
                     for p in missing:
@@ -203,66 +221,21 @@ def build_artifacts(
 
 
 def _build_deploy(cache: Path, spec: ModelSpec, target: str, precisions: list[str]) -> None:
-    from deploy.pipeline import export_model
+    from deploy import convert, export_model
 
     folder = cache / f"{_entry_prefix(spec)}-{target}-{'-'.join(sorted(precisions))}"
     log(f"building {spec.model} {target} {','.join(precisions)} ({spec.input_size}px, batch {spec.batch}) -> {folder}")
     with atomic_path(folder) as tmp:
-        export_model(
-            spec.model,
-            targets=(target,),
-            precisions=tuple(precisions),
-            checkpoint=spec.checkpoint,
-            num_classes=spec.num_classes,
-            input_size=spec.input_size,
-            batch=spec.batch,
-            out_dir=tmp,
-            parity_images=PARITY_IMAGES,
-            threads=1,
-        )
+        options = dict(targets=(target,), precisions=tuple(precisions), batch=spec.batch, out_dir=tmp,
+                       parity_images=PARITY_IMAGES, threads=1)  # fmt: skip
+        if spec.user is not None:
+            import torch
 
-
-def _build_pt2(cache: Path, spec: ModelSpec) -> None:
-    """``torch.export`` program of the re-parameterised model, with deploy's weights, plus a manifest like deploy's."""
-    import torch
-
-    from deploy.prepare import prepare_model
-    from hsnet.layers.reparam import reparameterize_model
-
-    folder = cache / f"{_entry_prefix(spec)}-pt2-fp32"
-    log(f"building {spec.model} torch.export program ({spec.input_size}px, batch {spec.batch}) -> {folder}")
-    prepared = prepare_model(
-        spec.model, checkpoint=spec.checkpoint, num_classes=spec.num_classes, input_size=spec.input_size
-    )
-    # The model as hsnet defines it, fused; not deploy's rewritten graph (rewrites serve converters, not torch).
-    model = reparameterize_model(prepared.reference)
-    x = torch.zeros(spec.batch, prepared.in_chans, prepared.input_size, prepared.input_size)
-    with atomic_path(folder) as tmp:
-        tmp.mkdir()
-        name = f"{spec.model}_fp32.pt2"
-        with torch.no_grad():
-            program = torch.export.export(model, (x,))
-        torch.export.save(program, tmp / name)
-        digest = _file_sha256(tmp / name)
-        atomic_write_json(
-            tmp / "manifest.json",
-            {
-                "format": "hsnet-bench-pt2",
-                "model": spec.model,
-                "weights": prepared.weights,
-                "input": {"shape": list(x.shape), "layout": "NCHW", "dtype": "float32"},
-                "artifacts": [
-                    {
-                        "target": "pt2",
-                        "precision": "fp32",
-                        "file": name,
-                        "size": (tmp / name).stat().st_size,
-                        "sha256": digest,
-                        "parity": None,
-                    }
-                ],
-            },
-        )
+            x = torch.zeros(spec.batch, spec.in_chans, spec.input_size, spec.input_size)
+            convert(spec.user, x, name=spec.model, **options)
+        else:
+            export_model(spec.model, checkpoint=spec.checkpoint, num_classes=spec.num_classes,
+                         input_size=spec.input_size, **options)  # fmt: skip
 
 
 def describe_artifact(path: Path) -> dict[str, Any]:
@@ -319,7 +292,22 @@ def describe_artifact(path: Path) -> dict[str, Any]:
                     size=a.get("size"),
                     sha256=a.get("sha256"),
                 )
+    if info["params"] is None and runtime == "onnxruntime":
+        info["params"], info["macs"] = _onnx_counts(path)
     if info["size"] is None and path.is_file():
         info["size"] = path.stat().st_size
         info["sha256"] = _file_sha256(path)
     return info
+
+
+def _onnx_counts(path: Path) -> tuple[int | None, int | None]:
+    """Parameters and MACs per image counted from an ONNX graph that has no manifest (None where it cannot be)."""
+    from deploy.graph_stats import graph_stats
+
+    try:
+        stats = graph_stats(path)
+    except HSNetError:
+        return None, None
+    except Exception:  # noqa: BLE001 - a damaged file fails later, when the runtime loads it, with a clear row
+        return None, None
+    return stats.params, stats.macs_per_image

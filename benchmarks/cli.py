@@ -1,44 +1,22 @@
 """``hsnet bench`` and ``hsnet bench compare``: thin click layer over :mod:`benchmarks` (imported lazily).
 
-Exit status: 0 pass, 1 regression (or a row that was ok in the baseline failed), 2 usage error (unknown model,
-runtime, precision or device, bad option, unreadable or incompatible baseline), 130 Ctrl-C.
+Exit status (:mod:`hsnet.errors`): 0 pass, 1 regression (or a row that was ok in the baseline failed), 2 usage
+error (unknown model, runtime, precision or device, bad option, unreadable or incompatible baseline, unwritable
+output), 3 nothing could be done, 130 Ctrl-C.
 """
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from hsnet.errors import HSNetError
+from hsnet.errors import EXIT_CHECK_FAILED
+from hsnet.toolbox.cli import emit_json, user_errors
 
 __all__ = ["bench"]
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_REGRESSION = 1
-EXIT_USAGE = 2
-
-
-def _usage_errors(fn: F) -> F:
-    """An :class:`HSNetError` is a usage error here: one ``Error:`` line on stderr, exit 2, no traceback."""
-
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except HSNetError as e:
-            click.echo(f"Error: {e}", err=True)
-            raise SystemExit(EXIT_USAGE) from None
-        except KeyboardInterrupt:
-            click.echo("Aborted!", err=True)
-            raise SystemExit(130) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _csv(text: str | None) -> tuple[str, ...]:
@@ -79,7 +57,7 @@ def _write_outputs(result: Any, json_path: Path | None, md_path: Path | None, pl
 def _gate(old: Any, new: Any, threshold: float, metric: str, json_path: Path | None) -> bool:
     from benchmarks.gate import compare_results
     from benchmarks.report import gate_lines
-    from hsnet.io import atomic_write_json
+    from hsnet.toolbox.atomic import atomic_write_json
 
     report = compare_results(old, new, threshold=threshold, metric=metric)
     _emit("\n".join(gate_lines(report)))
@@ -153,6 +131,13 @@ def _gate(old: Any, new: Any, threshold: float, metric: str, json_path: Path | N
     help="Weights for the model the checkpoint holds (repeatable); adds accuracy to the plot.",
 )
 @click.option(
+    "--model",
+    "user_models",
+    multiple=True,
+    help="Your own network beside the zoo: module:callable or path/to/file.py:callable returning an nn.Module "
+    "(repeatable; measured at --input-size and --batch).",
+)
+@click.option(
     "--artifact",
     "artifacts",
     multiple=True,
@@ -181,7 +166,7 @@ def _gate(old: Any, new: Any, threshold: float, metric: str, json_path: Path | N
     help="Artifact cache [default: $HSNET_CACHE or ~/.cache/hsnet/artifacts].",
 )
 @click.pass_context
-@_usage_errors
+@user_errors
 def bench(ctx: click.Context, **opts: Any) -> None:
     """Benchmark latency across models, runtimes and precisions; optionally gate against a baseline.
 
@@ -193,14 +178,18 @@ def bench(ctx: click.Context, **opts: Any) -> None:
 
 
 def _run(o: dict[str, Any]) -> None:
-    from benchmarks.bench import DEFAULT_MODELS, BenchRequest, run_bench
     from benchmarks.errors import BenchError
     from benchmarks.gate import parse_threshold
-    from benchmarks.harness import Settings
     from benchmarks.report import result_table
+    from benchmarks.rounds import Settings
     from benchmarks.schema import load_result
+    from benchmarks.suite import DEFAULT_MODELS, BenchRequest, run_bench
     from hsnet.registry import list_models
+    from hsnet.toolbox.atomic import check_writable_file
 
+    for key, what in (("json_path", "--json"), ("md_path", "--markdown"), ("plot_path", "--plot")):
+        if o[key] is not None:  # before minutes of measuring, not after
+            check_writable_file(o[key], what=f"{what} file")
     if o["runs"] is not None and o["min_time"] is not None:
         raise BenchError("give --runs or --min-time, not both")
     if o["threshold"] is not None and o["baseline"] is None:
@@ -209,7 +198,8 @@ def _run(o: dict[str, Any]) -> None:
 
     if o["baseline"] is not None and o["rounds"] < MIN_GATE_ROUNDS:
         raise BenchError(f"the gate's test needs --rounds >= {MIN_GATE_ROUNDS} (got {o['rounds']})")
-    models = _csv(o["models"]) if o["models"] is not None else (DEFAULT_MODELS if not o["artifacts"] else ())
+    mine = o["artifacts"] or o["user_models"]
+    models = _csv(o["models"]) if o["models"] is not None else (DEFAULT_MODELS if not mine else ())
     if models == ("all",):
         models = tuple(list_models())
     threads = _ints("threads", o["threads"])
@@ -233,11 +223,12 @@ def _run(o: dict[str, Any]) -> None:
         num_classes=o["num_classes"],
         checkpoints=tuple(o["checkpoints"]),
         artifacts=tuple(o["artifacts"]),
+        user_models=tuple(o["user_models"]),
         device=o["device"],
         settings=settings,
         cache=o["cache"],
     )
-    from benchmarks.bench import validate_request
+    from benchmarks.suite import validate_request
 
     validate_request(req)
     threshold = parse_threshold(o["threshold"]) if o["threshold"] is not None else 0.05
@@ -257,7 +248,7 @@ def _run(o: dict[str, Any]) -> None:
         metric = o["gate_metric"] or ("instructions" if o["metric"] == "instructions" else "cpu")
         passed = _gate(baseline, result, threshold, metric, None)
         if not passed and o["threshold"] is not None:
-            raise SystemExit(EXIT_REGRESSION)
+            raise SystemExit(EXIT_CHECK_FAILED)
 
 
 def _precheck_baseline(baseline: Any, req: Any) -> None:
@@ -290,7 +281,7 @@ def _precheck_baseline(baseline: Any, req: Any) -> None:
     help="What is compared: process CPU time per inference, wall clock, or instruction counts.",
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the verdicts.")
-@_usage_errors
+@user_errors
 def compare_cmd(old: Path, new: Path, threshold: str, gate_metric: str, json_path: Path | None) -> None:
     """Gate NEW against the baseline OLD (two `hsnet bench --json` results).
 
@@ -298,8 +289,109 @@ def compare_cmd(old: Path, new: Path, threshold: str, gate_metric: str, json_pat
     """
     from benchmarks.gate import parse_threshold
     from benchmarks.schema import load_result
+    from hsnet.toolbox.atomic import check_writable_file
 
     t = parse_threshold(threshold)
+    if json_path is not None:
+        check_writable_file(json_path, what="--json file")
     a, b = load_result(old), load_result(new)
     if not _gate(a, b, t, gate_metric, json_path):
-        raise SystemExit(EXIT_REGRESSION)
+        raise SystemExit(EXIT_CHECK_FAILED)
+
+
+@bench.command("gate-proof")
+@click.option("--pairs", type=click.IntRange(1), default=100, show_default=True, help="Trials (A, B and S runs each).")
+@click.option("--models", default="hsnet,shufflenetv2_100", show_default=True, help="Comma-separated names.")
+@click.option("--runtimes", default="onnxruntime", show_default=True, help="Comma-separated runtimes.")
+@click.option("--input-size", type=click.IntRange(8, 4096), default=96, show_default=True)
+@click.option("--rounds", type=click.IntRange(2), default=20, show_default=True)
+@click.option("--runs", type=click.IntRange(6), default=120, show_default=True)
+@click.option("--processes", type=click.IntRange(1, 16), default=2, show_default=True)
+@click.option("--slowdown", type=click.FloatRange(0, 1, min_open=True), default=0.10, show_default=True,
+              help="Injected slowdown of the S runs, as a share of the median CPU time.")  # fmt: skip
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the tallies.")
+@user_errors
+def gate_proof_cmd(pairs: int, models: str, runtimes: str, input_size: int, rounds: int, runs: int, processes: int,
+                   slowdown: float, threshold: float, seed: int, json_path: Path | None) -> None:  # fmt: skip
+    """Measure the gate's false alarms (A/A) and detections (an injected slowdown) on this machine."""
+    from benchmarks.environment import machine_line
+    from benchmarks.gate_proof import run_proof
+    from benchmarks.rounds import Settings
+    from hsnet.toolbox.atomic import atomic_write_json, check_writable_file
+
+    if json_path is not None:
+        check_writable_file(json_path, what="--json file")
+    out = run_proof(
+        pairs=pairs, models=list(_csv(models)), runtimes=list(_csv(runtimes)), input_size=input_size,
+        settings=Settings(runs=runs, rounds=rounds, processes=processes), slowdown=slowdown, threshold=threshold,
+        seed=seed, log=lambda s: click.echo(s, err=True),
+    )  # fmt: skip
+    click.echo(f"machine: {machine_line(out['environment'])}")
+    for name, r in out["results"].items():
+        click.echo(
+            f"{name:40s} false alarms {r['false_alarms']}/{r['aa_comparisons']} ({100 * r['false_alarm_rate']:.1f} %)"
+            f"  caught {r['caught']}/{r['slowdown_comparisons']} ({100 * r['detection_rate']:.1f} %)"
+        )
+    if json_path:
+        atomic_write_json(json_path, out)
+
+
+@bench.command("training-speed")
+@click.option("--models", default=None, help="Comma-separated names [default: HSNet and the Table 4 baselines].")
+@click.option("--input-size", type=click.IntRange(min=8, max=4096), default=32, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1, max=4096), default=128, show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads [torch's default].")
+@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
+@click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Measured steps per round.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/bench"), show_default=True)
+@user_errors
+def training_speed_cmd(models: str | None, input_size: int, batch_size: int, threads: int | None, rounds: int,
+                       steps: int, out: Path) -> None:  # fmt: skip
+    """Training images/s (NCHW and channels-last) in interleaved rounds; writes JSON and Markdown under --out."""
+    import torch
+
+    from benchmarks.training_speed import DEFAULT_MODELS, write_training_speed
+    from hsnet.registry import model_info
+    from hsnet.toolbox.atomic import check_writable_dir
+
+    names = list(_csv(models)) if models else list(DEFAULT_MODELS)
+    for name in names:
+        model_info(name)  # an unknown name fails before any work, with close matches
+    check_writable_dir(out, what="--out folder")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    table, stem = write_training_speed(names, input_size=input_size, batch_size=batch_size, rounds=rounds,
+                                       steps=steps, out=out)  # fmt: skip
+    click.echo(table)
+    click.echo(f"wrote {stem}.json and {stem}.md")
+
+
+@bench.command("export-speed")
+@click.option("--model", default="hsnet", show_default=True, help="Registered model name.")
+@click.option("--input-size", type=click.IntRange(8, 4096), default=224, show_default=True)
+@click.option("--rounds", type=click.IntRange(1), default=15, show_default=True)
+@click.option("--iters", type=click.IntRange(1), default=20, show_default=True, help="Calls per engine and round.")
+@click.option("--threads", type=click.IntRange(1), default=1, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@user_errors
+def export_speed_cmd(model: str, input_size: int, rounds: int, iters: int, threads: int, as_json: bool) -> None:
+    """Latency of the deployed ONNX graph against PyTorch eager and a plain torch.onnx.export, interleaved."""
+    from benchmarks.export_speed import benchmark_export
+    from hsnet.registry import model_info
+
+    model_info(model)
+    result = benchmark_export(model, input_size=input_size, rounds=rounds, iters=iters, threads=threads)
+    if as_json:
+        emit_json(result)
+        return
+    c = result["context"]
+    click.echo(f"{model}, input {c['input']}, batch 1, {c['threads']} thread(s), fp32; torch {c['torch']}, "
+               f"onnxruntime {c['onnxruntime']}; {c['machine']}")  # fmt: skip
+    click.echo(f"{'engine':10} {'median ms':>10} {'p25':>8} {'p75':>8} {'min':>8}")
+    for name, s in result["engines"].items():
+        click.echo(f"{name:10} {s['median_ms']:10.2f} {s['p25_ms']:8.2f} {s['p75_ms']:8.2f} {s['min_ms']:8.2f}")
+    r = result["ratios"]
+    click.echo(f"exported / eager = {r['exported_over_eager']:.2f}x; exported / naive = "
+               f"{r['exported_over_naive']:.2f}x ({r['exported_faster_than_naive_pct']:.0f} % faster)")  # fmt: skip

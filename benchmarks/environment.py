@@ -7,45 +7,22 @@ import hashlib
 import os
 import platform
 import socket
-from pathlib import Path
 from typing import Any
 
-from hsnet.machine import cpu_model, dist_version
+from hsnet.toolbox.machine import cpu_flags, cpu_model, dist_version, governor, max_mhz
 
-__all__ = ["RUNTIME_DISTRIBUTIONS", "collect_environment", "cpu_model", "dist_version", "machine_line"]
-
-# Distributions whose versions change what is measured (runtimes and the converters that make artifacts).
-RUNTIME_DISTRIBUTIONS = (
-    "torch",
-    "numpy",
-    "onnx",
-    "onnxruntime",
-    "onnxsim",
-    "onnx2tf",
-    "tensorflow",
-    "ai-edge-litert",
-    "tflite-runtime",
-    "coremltools",
-    "hsnet",
-)
+__all__ = ["RUNTIME_DISTRIBUTIONS", "collect_environment", "machine_line"]
 
 
-def _read(path: str) -> str | None:
-    try:
-        return Path(path).read_text().strip()
-    except OSError:
-        return None
+def _distributions() -> tuple[str, ...]:
+    from deploy.targets import distributions
+
+    return (*distributions(), "hsnet")
 
 
-def _cpu_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "neon", "asimd")))
-    except OSError:
-        pass
-    return []
+#: Distributions whose versions change what is measured: every tool that makes or runs an artifact (deploy's target
+#: registry says which), and hsnet itself.
+RUNTIME_DISTRIBUTIONS = _distributions()
 
 
 def collect_environment() -> dict[str, Any]:
@@ -68,21 +45,14 @@ def collect_environment() -> dict[str, Any]:
         "os": f"{platform.system()} {platform.release()}",
         "logical_cores": os.cpu_count(),
         "usable_cores": None if affinity is None else len(affinity),
-        "cpu_flags": _cpu_flags(),
-        "governor": _read("/sys/devices/system/cpu/cpu0/cpufreq/scaling_governor") or "unreadable",
-        "max_mhz": _mhz(_read("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")),
+        "cpu_flags": cpu_flags(),
+        "governor": governor(),
+        "max_mhz": max_mhz(),
         "loadavg": load,
         "host": hashlib.sha256(socket.gethostname().encode()).hexdigest()[:12],
         "python": platform.python_version(),
         "versions": {d: dist_version(d) for d in RUNTIME_DISTRIBUTIONS},
     }
-
-
-def _mhz(khz: str | None) -> float | None:
-    try:
-        return None if khz is None else int(khz) / 1000
-    except ValueError:
-        return None
 
 
 def machine_line(env: dict[str, Any]) -> str:

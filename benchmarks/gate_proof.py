@@ -12,14 +12,12 @@ the threshold"), so that docs/benchmarking.md can show why the gate is what it i
 
 Run (about 10 s per trial here)::
 
-    python -m benchmarks.gate_proof --pairs 100 --json proof.json
+    hsnet bench gate-proof --pairs 100 --json proof.json
 """
 
 from __future__ import annotations
 
-import argparse
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,14 +25,13 @@ from typing import Any
 import numpy as np
 
 from benchmarks.artifacts import RUNTIME_TARGETS, ModelSpec, build_artifacts, cache_dir
-from benchmarks.environment import collect_environment, machine_line
+from benchmarks.environment import collect_environment
 from benchmarks.gate import DEFAULT_ALPHA, is_regression
-from benchmarks.harness import Config, Settings, measure
+from benchmarks.rounds import Config, Settings, measure
 from benchmarks.schema import Row
 from benchmarks.stats import Change, compare_rounds
-from hsnet.io import atomic_write_json
 
-__all__ = ["main", "run_proof"]
+__all__ = ["run_proof"]
 
 #: (metric, normalised, rule) variants judged on the same runs; the first is the gate's.
 VARIANTS = [
@@ -219,43 +216,3 @@ def _spread(x: np.ndarray) -> dict[str, float] | None:
         "max": float(x.max()),
         "min": float(x.min()),
     }
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--pairs", type=int, default=100)
-    ap.add_argument("--models", default="hsnet,shufflenetv2_100")
-    ap.add_argument("--runtimes", default="onnxruntime")
-    ap.add_argument("--input-size", type=int, default=96)
-    ap.add_argument("--rounds", type=int, default=20)
-    ap.add_argument("--runs", type=int, default=120)
-    ap.add_argument("--processes", type=int, default=2)
-    ap.add_argument("--slowdown", type=float, default=0.10)
-    ap.add_argument("--threshold", type=float, default=0.05)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", type=Path, default=None)
-    a = ap.parse_args(argv)
-    out = run_proof(
-        pairs=a.pairs,
-        models=a.models.split(","),
-        runtimes=a.runtimes.split(","),
-        input_size=a.input_size,
-        settings=Settings(runs=a.runs, rounds=a.rounds, processes=a.processes),
-        slowdown=a.slowdown,
-        threshold=a.threshold,
-        seed=a.seed,
-        log=lambda s: print(s, file=sys.stderr, flush=True),
-    )
-    print(f"machine: {machine_line(out['environment'])}")
-    for name, r in out["results"].items():
-        print(
-            f"{name:40s} false alarms {r['false_alarms']}/{r['aa_comparisons']} ({100 * r['false_alarm_rate']:.1f} %)"
-            f"  caught {r['caught']}/{r['slowdown_comparisons']} ({100 * r['detection_rate']:.1f} %)"
-        )
-    if a.json:
-        atomic_write_json(a.json, out)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

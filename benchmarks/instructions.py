@@ -24,13 +24,13 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from benchmarks.bench import BenchRequest, plan_configs, validate_request
 from benchmarks.environment import collect_environment
 from benchmarks.errors import BenchError
-from benchmarks.harness import Config, Settings, worker_job
+from benchmarks.rounds import Config, Settings, worker_job
 from benchmarks.schema import BenchResult
-from benchmarks.worker import WorkerFailed, WorkerProcess, WorkerSkipped
-from hsnet.progress import log as _log
+from benchmarks.suite import BenchRequest, plan_configs, validate_request
+from benchmarks.timing_handle import WorkerFailed, WorkerProcess, WorkerSkipped
+from hsnet.toolbox.progress import log as _log
 
 __all__ = ["count_instructions", "run_instructions", "track_time"]
 
@@ -80,7 +80,7 @@ def count_instructions(cfg: Config, *, n1: int = 2, n2: int = 12, timeout_s: flo
 
 
 def run_instructions(req: BenchRequest, *, n1: int = 1, n2: int = 4, log: Callable[[str], None] = _log) -> BenchResult:
-    """Like :func:`benchmarks.bench.run_bench`, but each row gets ``instructions`` instead of latency."""
+    """Like :func:`benchmarks.suite.run_bench`, but each row gets ``instructions`` instead of latency."""
     validate_request(req)
     _valgrind()
     environment = collect_environment()

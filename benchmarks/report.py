@@ -14,8 +14,8 @@ from pathlib import Path
 from benchmarks.environment import machine_line
 from benchmarks.gate import GateReport, verdict_order
 from benchmarks.schema import BenchResult, Row
-from hsnet.io import atomic_path, atomic_write_text
-from hsnet.profiling.report import format_count, format_table, markdown_table
+from hsnet.toolbox.atomic import atomic_path, atomic_write_text
+from hsnet.toolbox.tables import format_count, format_table, markdown_table
 
 __all__ = [
     "context_lines",

@@ -18,7 +18,7 @@ import numpy as np
 
 from benchmarks.errors import BaselineError
 from benchmarks.stats import Summary, summarize
-from hsnet.io import atomic_write_json
+from hsnet.toolbox.atomic import atomic_write_json
 
 __all__ = ["KIND", "SCHEMA_VERSION", "BenchResult", "Latency", "Row", "load_result", "ms_rounds", "save_result"]
 

@@ -9,8 +9,8 @@ the median step time and its distribution-free 95 % interval, images/s of wall t
 
 Run::
 
-    python benchmarks/training_speed.py                       # Table 4 baselines + HSNet, 32x32, batch 128
-    python benchmarks/training_speed.py --models hsnet --threads 1 --rounds 5 --out runs/bench
+    hsnet bench training-speed                                # Table 4 baselines + HSNet, 32x32, batch 128
+    hsnet bench training-speed --models hsnet --threads 1 --rounds 5 --out runs/bench
 """
 
 from __future__ import annotations
@@ -21,17 +21,15 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import click
 import torch
 from torch import nn
 
 from benchmarks.environment import collect_environment, machine_line
 from benchmarks.stats import summarize
-from hsnet.clitools import user_errors
-from hsnet.io import atomic_write_json, atomic_write_text
-from hsnet.profiling.report import markdown_table
-from hsnet.progress import log
 from hsnet.registry import create_model, model_info
+from hsnet.toolbox.atomic import atomic_write_json, atomic_write_text
+from hsnet.toolbox.progress import log
+from hsnet.toolbox.tables import markdown_table
 
 __all__ = ["DEFAULT_MODELS", "SpeedResult", "measure_training_speed", "speed_table"]
 
@@ -166,24 +164,16 @@ def speed_table(results: Sequence[SpeedResult], context: str) -> str:
     return markdown_table(headers, rows) + f"\n\n{context}\n"
 
 
-@click.command()
-@click.option("--models", default=",".join(DEFAULT_MODELS), show_default=True, help="Comma-separated names.")
-@click.option("--input-size", type=click.IntRange(min=8), default=32, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=128, show_default=True)
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch threads [torch's default].")
-@click.option("--rounds", type=click.IntRange(min=1), default=3, show_default=True)
-@click.option("--steps", type=click.IntRange(min=1), default=3, show_default=True, help="Measured steps per round.")
-@click.option("--out", type=click.Path(file_okay=False), default="runs/bench", show_default=True)
-@user_errors
-def main(models: str, input_size: int, batch_size: int, threads: int | None, rounds: int, steps: int, out: str) -> None:
-    """Measure training images/s at INPUT_SIZE, batch BATCH_SIZE, NCHW and channels-last; write JSON + markdown."""
+def write_training_speed(
+    names: Sequence[str], *, input_size: int, batch_size: int, rounds: int, steps: int, out: Path
+) -> tuple[str, Path]:
+    """Measure :func:`measure_training_speed` and write ``training_speed_<size>px_b<batch>_t<threads>.json`` and
+    ``.md`` under ``out`` (atomically); return the Markdown table and the common path stem."""
     import os
 
-    if threads is not None:
-        torch.set_num_threads(threads)
-    names = [m.strip() for m in models.split(",") if m.strip()]
     env = collect_environment()
-    results = measure_training_speed(names, input_size=input_size, batch_size=batch_size, rounds=rounds, steps=steps)
+    results = measure_training_speed(list(names), input_size=input_size, batch_size=batch_size, rounds=rounds,
+                                     steps=steps)  # fmt: skip
     context = (
         f"Training step (forward, cross-entropy, backward, SGD momentum) on random {input_size}x{input_size} input, "
         f"batch {batch_size}, 10 classes, fp32, {torch.get_num_threads()} torch threads, torch {torch.__version__}, "
@@ -202,9 +192,4 @@ def main(models: str, input_size: int, batch_size: int, threads: int | None, rou
     atomic_write_json(stem.with_suffix(".json"), data)
     table = speed_table(results, context)
     atomic_write_text(stem.with_suffix(".md"), table)
-    click.echo(table)
-    click.echo(f"wrote {stem}.json and {stem}.md")
-
-
-if __name__ == "__main__":
-    main()
+    return table, stem

@@ -1,4 +1,8 @@
-"""deploy: export HSNet and its baselines to ONNX, TFLite and CoreML, and prove each artifact's parity.
+"""deploy: export any PyTorch image classifier (HSNet, its baselines, your own network) to ONNX, TFLite, CoreML and
+a torch.export program, and prove each artifact's parity.
+
+``deploy.convert(module, example_input, targets=..., precisions=..., images=..., out_dir=...)`` takes any
+``nn.Module``; ``deploy.export_model(name, ...)`` takes a registered model.
 
 The pipeline and the verify/inspect helpers are imported on first use (they pull in torch and onnx).
 """
@@ -7,13 +11,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from deploy.artifact import Artifact, InputSpec, load_artifact
+from deploy.artifact import Artifact, InputSpec
 from deploy.errors import DeployError, MissingDependencyError, ParityError, UnsupportedOperationError
 
 __all__ = [
     "Artifact",
     "DeployError",
     "ExportReport",
+    "ExportRequest",
+    "convert",
     "InputSpec",
     "MissingDependencyError",
     "ParityError",
@@ -27,8 +33,11 @@ __all__ = [
 _LAZY = {
     "export_model": "deploy.pipeline",
     "ExportReport": "deploy.pipeline",
+    "ExportRequest": "deploy.pipeline",
+    "convert": "deploy.pipeline",
     "verify_artifact": "deploy.verify",
     "inspect_artifact": "deploy.verify",
+    "load_artifact": "deploy.targets",
 }
 
 

@@ -1,4 +1,4 @@
-"""A converted model is a first-class callable: ``load_artifact(path)(x) -> logits``.
+"""A converted model is a first-class callable: ``load_artifact(path)(x) -> logits`` (:mod:`deploy.targets`).
 
 The calling convention is the same for every runtime, so one parity check serves all of them: ``x`` is what the
 PyTorch model takes (float32, NCHW, already normalized with the model's mean/std) and the result is float32
@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import abc
 import shutil
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from deploy.errors import DeployError
-from hsnet.errors import HSNetError
-from hsnet.io import atomic_path
+from hsnet.toolbox.atomic import atomic_path
 
-__all__ = ["Artifact", "InputSpec", "artifact_types", "load_artifact", "register_artifact"]
+__all__ = ["Artifact", "InputSpec"]
 
 
 @dataclass(frozen=True)
@@ -126,57 +123,3 @@ class Artifact(abc.ABC):
             else:
                 shutil.copyfile(self.path, tmp)
         return path
-
-
-_ARTIFACTS: dict[str, type[Artifact]] = {}
-
-
-def register_artifact(cls: type[Artifact]) -> type[Artifact]:
-    """Class decorator: make ``load_artifact`` open files with one of ``cls.suffixes``."""
-    for suffix in cls.suffixes:
-        if suffix in _ARTIFACTS:
-            raise RuntimeError(f"artifact suffix {suffix!r} registered twice")
-        _ARTIFACTS[suffix] = cls
-    return cls
-
-
-def artifact_types() -> dict[str, type[Artifact]]:
-    """Suffix -> artifact class, for every known artifact format."""
-    _import_all()
-    return dict(_ARTIFACTS)
-
-
-def load_artifact(path: str | Path, *, threads: int | None = None) -> Artifact:
-    """Open a deployed model by its suffix (``.onnx``, ``.tflite``, ``.mlpackage``).
-
-    Args:
-        path: the artifact file (or ``.mlpackage`` folder).
-        threads: intra-op threads for the runtime (``None``: its default).
-
-    Raises:
-        DeployError: the path does not exist, its suffix is not a known format (the message lists them), or the
-            file cannot be loaded (truncated, corrupt): one line naming the file.
-        MissingDependencyError: the runtime of that format is not installed (names the extra).
-    """
-    path = Path(path)
-    if not path.exists():
-        raise DeployError(f"{path}: no such file")
-    types = artifact_types()
-    cls = types.get(path.suffix.lower())
-    if cls is None:
-        raise DeployError(f"{path}: unknown artifact format {path.suffix!r}; known: {', '.join(sorted(types))}")
-    try:
-        return cls.load(path, threads=threads)
-    except HSNetError:
-        raise
-    except Exception as e:  # noqa: BLE001 - any runtime's own exception on a bad file becomes one clear line
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
-        raise DeployError(f"{path}: cannot be loaded by {cls.runtime or cls.__name__} ({first})") from None
-
-
-def _import_all() -> None:
-    """Import every target module so that their artifact classes register themselves."""
-    import deploy.targets  # noqa: F401  (registers on import)
-
-
-ArtifactLoader = Callable[[Path], Artifact]

@@ -238,10 +238,10 @@ def bisect_export(
     """
     import dataclasses
 
-    from deploy.artifact import load_artifact
     from deploy.onnx_export import export_onnx
     from deploy.parity import predict
     from deploy.simplify import simplify_onnx
+    from deploy.targets import load_artifact
 
     onnx = require("onnx", "onnx", "bisecting an export")
     model = ctx.model.eval()

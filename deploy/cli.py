@@ -11,17 +11,26 @@ from typing import Any
 
 import click
 
-from hsnet.clitools import INPUT_SIZE, NUM_CLASSES, emit_json, user_errors
 from hsnet.errors import HSNetError
+from hsnet.toolbox.cli import INPUT_SIZE, NUM_CLASSES, emit_json, user_errors
 
 __all__ = ["deploy"]
 
-TARGET_CHOICES = ("onnx", "coreml", "tflite", "all")
+TARGET_CHOICES = ("onnx", "coreml", "tflite", "pt2", "all")
 
 
 def _split(values: Sequence[str]) -> list[str]:
     """Repeatable options that also take comma lists: ``--precision fp32,fp16 --precision int8``."""
     return [v.strip() for value in values for v in value.split(",") if v.strip()]
+
+
+def _floats(flag: str, text: str | None) -> tuple[float, ...] | None:
+    if text is None:
+        return None
+    try:
+        return tuple(float(v) for v in _split([text]))
+    except ValueError:
+        raise HSNetError(f"{flag} takes comma-separated numbers, e.g. 0.485,0.456,0.406; got {text!r}") from None
 
 
 def _mb(size: int) -> str:
@@ -42,7 +51,23 @@ def deploy() -> None:
     show_default=True,
     help=f"Target: {', '.join(TARGET_CHOICES)} (repeatable or comma list).",
 )
-@click.option("--model", required=True, help="Registered model name (see `hsnet models`).")
+@click.option(
+    "--model",
+    default="hsnet",
+    show_default=True,
+    help="A registered name (`hsnet models`), or your own network: module:callable or path/to/file.py:callable "
+    "returning a torch.nn.Module (with --input-shape).",
+)
+@click.option("--input-shape", default=None, help="Your network's input, B,C,H,W (e.g. 1,3,160,160; square).")
+@click.option("--labels", default=None, help="Your network's class names, comma-separated [default: class_0...].")
+@click.option("--mean", default=None, help="Your network's per-channel mean, 0..1 units, comma-separated [0.5].")
+@click.option("--std", default=None, help="Your network's per-channel std, comma-separated [0.5].")
+@click.option(
+    "--images",
+    default=None,
+    help="Parity images (and int8 calibration by default): an image folder (one sub-folder per class) or a .npy "
+    "[default: Fashion-MNIST resized to the input, which proves parity, not accuracy in your domain].",
+)
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -75,7 +100,7 @@ def deploy() -> None:
     type=click.IntRange(min=1),
     default=64,
     show_default=True,
-    help="Real Fashion-MNIST test images per parity check.",
+    help="The most images per parity check.",
 )
 @click.option(
     "--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Runtime threads during parity checks."
@@ -91,7 +116,8 @@ def deploy() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
 @user_errors
 def export_cmd(
-    targets: Sequence[str], model: str, checkpoint: Path | None, num_classes: int | None, input_size: int | None,
+    targets: Sequence[str], model: str, input_shape: str | None, labels: str | None, mean: str | None,
+    std: str | None, images: str | None, checkpoint: Path | None, num_classes: int | None, input_size: int | None,
     batch: int | None, dynamic_batch: bool, precisions: Sequence[str], calibration: str | None, opset: int,
     converter: str | None, bisect: bool, parity_images: int, threads: int, seed: int, out_dir: Path | None,
     as_json: bool,
@@ -101,30 +127,49 @@ def export_cmd(
     Artifacts and manifest.json go to --out; a failed parity check exits non-zero and leaves the failed
     artifact out of the folder.
     """
-    from deploy.pipeline import export_model
+    from deploy.pipeline import ExportRequest, convert, export_model
+    from deploy.user_model import is_spec, load_user_model, parse_input_shape
 
     if dynamic_batch and batch is not None:
         raise HSNetError("--batch and --dynamic-batch exclude each other; give one")
     calib: Any = calibration
     if calibration is not None and calibration != "fashion-mnist":
         calib = Path(calibration)
-    report = export_model(
-        model,
-        targets=_split(targets),
-        precisions=_split(precisions),
-        checkpoint=checkpoint,
-        num_classes=num_classes,
-        input_size=input_size,
-        batch=None if dynamic_batch else (batch or 1),
-        opset=opset,
-        converter=converter,
-        calibration=calib,
-        out_dir=out_dir or Path("exports") / model,
-        bisect=bisect,
-        parity_images=parity_images,
-        seed=seed,
-        threads=threads,
-    )
+    user = is_spec(model)
+    if user and input_shape is None:
+        raise HSNetError(f"--model {model} is your own network: give its input with --input-shape B,C,H,W")
+    if not user:
+        own = [f"--{n}" for n, v in (("input-shape", input_shape), ("labels", labels), ("mean", mean),
+                                      ("std", std)) if v is not None]  # fmt: skip
+        if own:
+            raise HSNetError(
+                f"{', '.join(own)} describe your own network (--model module:callable); {model} is a registered "
+                "model: use --input-size, --num-classes, --checkpoint"
+            )
+    shape = parse_input_shape(input_shape) if user else None
+    fixed = None if dynamic_batch else (batch or (shape[0] if shape else 1))
+    request = ExportRequest(
+        targets=tuple(_split(targets)), precisions=tuple(_split(precisions)),
+        out_dir=out_dir or Path("exports") / (model.rpartition(":")[2] if user else model), batch=fixed,
+        opset=opset, converter=converter, images=Path(images) if images else None, calibration=calib,
+        parity_images=parity_images, bisect=bisect, seed=seed, threads=threads,
+    )  # fmt: skip
+    if user:
+        for flag, value in (("--checkpoint", checkpoint), ("--num-classes", num_classes), ("--input-size", input_size)):
+            if value is not None:
+                raise HSNetError(f"{flag} is for registered models; your callable builds its own network "
+                                 "(load its weights there)")  # fmt: skip
+        request.plan()  # every option checked before your code runs
+        import torch
+
+        module, name = load_user_model(model)
+        report = convert(
+            module, torch.zeros(shape), name=name, labels=_split([labels]) if labels else None,
+            mean=_floats("--mean", mean), std=_floats("--std", std), request=request,
+        )  # fmt: skip
+    else:
+        report = export_model(model, checkpoint=checkpoint, num_classes=num_classes, input_size=input_size,
+                              request=request)  # fmt: skip
     if as_json:
         emit_json(report.to_dict())
         return
@@ -132,7 +177,7 @@ def export_cmd(
 
 
 def _print_report(report: Any) -> None:
-    from hsnet.profiling.report import format_count, format_table
+    from hsnet.toolbox.tables import format_count, format_table
 
     rows = []
     for a in report.artifacts:
@@ -145,9 +190,8 @@ def _print_report(report: Any) -> None:
     headers = ["target", "precision", "file", "size", "sha256", "max abs", "max rel", "top-1 agree", "accuracy",
                "measured with"]  # fmt: skip
     click.echo(format_table(headers, rows, "llllllrrrl"))
-    images = report.parity[0].images if report.parity else 0
-    click.echo(f"\nparity: each artifact vs the PyTorch model ({report.model}, eval mode, not fused) on {images} "
-               "real Fashion-MNIST test images")  # fmt: skip
+    click.echo(f"\nparity: each artifact vs the PyTorch model ({report.model}, eval mode, not fused) on "
+               f"{report.images}")  # fmt: skip
     click.echo(report.simplify.describe())
     g = report.graph
     cc = g.get("cross_check", {})
@@ -167,7 +211,18 @@ def _print_report(report: Any) -> None:
 
 @deploy.command("verify")
 @click.argument("artifact", type=click.Path(path_type=Path))
-@click.option("--model", default=None, help="Model to compare against [default: from the artifact or manifest].")
+@click.option(
+    "--model",
+    default=None,
+    help="Compare against this model: a registered name, or module:callable / file.py:callable of your own "
+    "network [default: what the artifact's metadata or manifest names].",
+)
+@click.option(
+    "--reference",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Reference logits (.npy, images x classes) of the --images, computed wherever your model runs.",
+)
 @click.option(
     "--checkpoint",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -175,26 +230,58 @@ def _print_report(report: Any) -> None:
     help="Weights to compare against [default: the artifact's own source].",
 )
 @click.option("--num-classes", type=NUM_CLASSES, default=None, help="Classifier width (with --model).")
-@click.option("--images", type=click.IntRange(min=1), default=64, show_default=True, help="Real test images.")
+@click.option("--mean", default=None, help="Normalization of an artifact without metadata, comma-separated [0.5].")
+@click.option("--std", default=None, help="Normalization of an artifact without metadata, comma-separated [0.5].")
+@click.option(
+    "--images",
+    default=None,
+    help="An image folder or .npy to compare on [default: Fashion-MNIST test images]; a number N alone means N "
+    "Fashion-MNIST images (as --count).",
+)
+@click.option("--count", type=click.IntRange(min=1), default=64, show_default=True, help="The most images.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Runtime threads.")
 @click.option("--bisect", is_flag=True, help="On a parity failure, name the first diverging layer (ONNX).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @user_errors
 def verify_cmd(
-    artifact: Path, model: str | None, checkpoint: Path | None, num_classes: int | None, images: int, threads: int,
-    bisect: bool, as_json: bool,
+    artifact: Path, model: str | None, reference: Path | None, checkpoint: Path | None, num_classes: int | None,
+    mean: str | None, std: str | None, images: str | None, count: int, threads: int, bisect: bool, as_json: bool,
 ) -> None:  # fmt: skip
-    """Check ARTIFACT's parity against the PyTorch model it was exported from, on real images."""
+    """Check ARTIFACT's parity against the PyTorch model it was exported from (or your model, or logits)."""
+    import numpy as np
+
+    from deploy.user_model import is_spec, load_user_model
     from deploy.verify import verify_artifact
 
+    source: Path | None = None
+    if images is not None and images.isdigit():
+        count = int(images)
+    elif images is not None:
+        source = Path(images)
+    module = None
+    if model is not None and is_spec(model):
+        module, _ = load_user_model(model)
+        model = None
+    ref = None
+    if reference is not None:
+        try:
+            ref = np.load(reference, allow_pickle=False)
+        except FileNotFoundError:
+            raise HSNetError(f"--reference {reference}: no such file") from None
+        except (OSError, ValueError, EOFError) as e:
+            raise HSNetError(f"--reference {reference}: not a readable .npy array ({e})") from None
     report = verify_artifact(
-        artifact, model=model, checkpoint=checkpoint, num_classes=num_classes, images=images, threads=threads,
-        bisect=bisect,
+        artifact, model=model, module=module, reference=ref, image_source=source, checkpoint=checkpoint,
+        num_classes=num_classes, mean=_floats("--mean", mean), std=_floats("--std", std), images=count,
+        threads=threads, bisect=bisect,
     )  # fmt: skip
     if as_json:
         emit_json(report.to_dict())
-    else:
-        click.echo(f"{report.model} ({report.weights}): {report.parity.describe()}")
+        return
+    for note in report.notes:
+        click.echo(f"note: {note}", err=True)
+    click.echo(f"{report.model} ({report.weights}): {report.parity.describe()}")
+    click.echo(f"images: {report.images}")
 
 
 @deploy.command("inspect")
@@ -222,3 +309,45 @@ def inspect_cmd(artifact: Path, as_json: bool) -> None:
         click.echo(f"metadata {key}: {value if len(value) <= 100 else value[:97] + '...'}")
     ops = ", ".join(f"{op} {n}" for op, n in sorted(info.get("ops", {}).items(), key=lambda kv: -kv[1]))
     click.echo(f"{info.get('nodes', 0)} nodes: {ops}")
+
+
+@deploy.command("coreml-survey")
+@click.option("--models", default="*", show_default=True, help="Shell pattern of registered names.")
+@click.option("--input-size", type=INPUT_SIZE, default=32, show_default=True)
+@click.option("--precision", "precisions", default="fp32,fp16", show_default=True, help="fp32, fp16 (comma list).")
+@click.option("--count", type=click.IntRange(min=1), default=8, show_default=True, help="Real test images each.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@user_errors
+def coreml_survey_cmd(models: str, input_size: int, precisions: str, count: int, as_json: bool) -> None:
+    """Convert registered models to CoreML and check the numpy ML Program evaluator against PyTorch (exit 1 if
+    any fails): the tool behind the operation-coverage list in docs/deploy.md."""
+    from deploy.targets.coreml.survey import survey
+    from hsnet.errors import CheckFailed
+    from hsnet.registry import list_models
+
+    names = list_models(models)
+    if not names:
+        raise HSNetError(f"no registered model matches {models!r}; valid names: {', '.join(list_models())}")
+    chosen = tuple(_split([precisions]))
+    bad = [p for p in chosen if p not in ("fp32", "fp16")]
+    if bad or not chosen:
+        raise HSNetError(f"--precision {precisions!r}: valid: fp32, fp16")
+    rows = survey(names, input_size=input_size, precisions=chosen, images=count)
+    union = sorted({op for r in rows for op in r.ops})
+    if as_json:
+        emit_json({"rows": [r.__dict__ | {"passed": r.passed} for r in rows], "ops": union})
+    else:
+        click.echo(f"{'model':24s} {'prec':4s} {'convert':>8s} {'eval/img':>9s} {'max rel':>9s} {'top-1':>6s}  result")
+        for r in rows:
+            p = r.parity or {}
+            rel = f"{p['max_rel_error']:.2e}" if p else "-"
+            top1 = f"{100 * p['top1_agreement']:.0f}%" if p else "-"
+            verdict = "ok" if r.passed else (r.error or "; ".join(p.get("failures", [])))
+            click.echo(f"{r.model:24s} {r.precision:4s} {r.convert_s:7.1f}s {r.eval_ms:7.1f}ms {rel:>9s} {top1:>6s}  "
+                       f"{verdict}")  # fmt: skip
+        click.echo(f"MIL operations used ({len(union)}): {', '.join(union)}")
+        click.echo(f"[{input_size}x{input_size}, {count} Fashion-MNIST test images, seeded random weights, numpy "
+                   "evaluator]")  # fmt: skip
+    failed = [f"{r.model}/{r.precision}" for r in rows if not r.passed]
+    if failed:
+        raise CheckFailed(f"{len(failed)} of {len(rows)} conversions failed: {', '.join(failed[:5])}")

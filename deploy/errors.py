@@ -1,8 +1,9 @@
-"""Typed deployment errors; each is an :class:`hsnet.HSNetError`, printed by the CLI as one line."""
+"""Typed deployment errors; each is an :class:`hsnet.HSNetError`, printed by the CLI as one line (exit 2;
+:class:`ParityError` is a failed check, exit 1)."""
 
 from __future__ import annotations
 
-from hsnet.errors import HSNetError
+from hsnet.errors import CheckFailed, HSNetError
 
 __all__ = ["DeployError", "MissingDependencyError", "ParityError", "UnsupportedOperationError"]
 
@@ -23,7 +24,7 @@ class MissingDependencyError(DeployError):
         self.extra = extra
 
 
-class ParityError(DeployError):
+class ParityError(DeployError, CheckFailed):
     """An artifact does not compute what the PyTorch model computes, within the documented tolerance."""
 
 

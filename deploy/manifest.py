@@ -7,52 +7,118 @@ and MACs counted from the exported graph next to the profiler's, the pre-flight 
 
 from __future__ import annotations
 
-import hashlib
 import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from deploy.errors import DeployError
-from hsnet.io import atomic_write_json
+from hsnet.toolbox import digests
+from hsnet.toolbox.atomic import atomic_write_json
 
-__all__ = ["FORMAT", "MANIFEST_NAME", "hash_path", "read_manifest", "write_manifest"]
+__all__ = ["FORMAT", "MANIFEST_NAME", "hash_path", "manifest_body", "read_manifest", "write_manifest"]
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "hsnet-deploy-manifest"
 FORMAT_VERSION = 1
 
 
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def hash_path(path: Path) -> dict[str, Any]:
-    """sha256 and size of a file, or of a folder artifact (``.mlpackage``).
+    """sha256 and size of an artifact file or folder (see :func:`hsnet.toolbox.digests.hash_path`).
 
-    A folder's digest is the sha256 of the sorted lines ``<relative path> <file sha256>``; its files are listed
-    with their own digests and sizes so that each one can be checked.
-
-    Returns:
-        ``{"sha256": hex, "size": bytes}`` plus ``"files": {relative path: {"sha256", "size"}}`` for a folder.
+    Raises:
+        DeployError: ``path`` is neither a file nor a folder.
     """
-    path = Path(path)
-    if path.is_file():
-        return {"sha256": _file_sha256(path), "size": path.stat().st_size}
-    if not path.is_dir():
-        raise DeployError(f"{path}: no such file or folder")
+    try:
+        return digests.hash_path(path)
+    except FileNotFoundError as e:
+        raise DeployError(str(e)) from None
+
+
+def manifest_body(
+    *,
+    status: str,
+    error: str | None,
+    prepared: Any,
+    request: Any,
+    plan: list,
+    options_of: dict,
+    calibration: str | None,
+    images: str,
+    simplify: Any,
+    graph: dict[str, Any],
+    parity: list,
+    divergence: dict[str, Any] | None,
+    artifacts: list,
+    findings: list,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """The manifest of one export (:mod:`deploy.pipeline`): status, provenance, tools, machine, input and output,
+    options, rewrites, ONNX node counts, graph figures, every parity check, artifacts with their file digests,
+    findings and timings."""
+    from deploy.metadata import INPUT_NAME, OUTPUT_NAME
+    from deploy.targets import CORE_DISTRIBUTIONS
+    from hsnet.toolbox.machine import machine, versions
+
+    p = prepared
+    batch = request.batch
+    tools = versions(CORE_DISTRIBUTIONS)
+    for exporter, _ in plan:
+        tools.update(exporter.tool_versions())
     files = {}
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        files[f.relative_to(path).as_posix()] = {"sha256": _file_sha256(f), "size": f.stat().st_size}
-    listing = "".join(f"{name} {info['sha256']}\n" for name, info in files.items())
+    for record in artifacts:
+        files[record.path.name] = {"sha256": record.sha256, "size": record.size}
+        for name, info in record.files.items():
+            files[f"{record.path.name}/{name}"] = info
     return {
-        "sha256": hashlib.sha256(listing.encode()).hexdigest(),
-        "size": sum(info["size"] for info in files.values()),
+        "status": status,
+        "error": error,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "model": p.name,
+        "weights": p.weights,
+        "checkpoint": None if p.checkpoint is None else {"path": str(p.checkpoint.resolve()),
+                                                         "sha256": p.metadata().checkpoint_sha256},
+        "hsnet_version": p.metadata().hsnet_version,
+        "tools": tools,
+        "machine": machine(),
+        "input": {
+            "name": INPUT_NAME,
+            "shape": [batch if batch else -1, p.in_chans, p.input_size, p.input_size],
+            "layout": "NCHW",
+            "dtype": "float32",
+            "mean": list(p.mean),
+            "std": list(p.std),
+            "normalization": "(pixel / 255 - mean) / std, per channel",
+        },
+        "output": {"name": OUTPUT_NAME, "shape": [batch if batch else -1, p.num_classes]},
+        "labels": list(p.labels),
+        "options": {
+            "targets": list(dict.fromkeys(e.name for e, _ in plan)),
+            "precisions": list(dict.fromkeys(pr for _, pr in plan)),
+            "batch": batch,
+            "opset": request.opset,
+            "converters": {f"{k[0]}/{k[1]}": o.converter for k, o in options_of.items()},
+            "calibration": calibration,
+            "parity_images": request.parity_images,
+            "images": images,
+            "seed": request.seed,
+            "threads": request.threads,
+        },
+        "rewrites": [r.to_dict() for r in p.rewrites],
+        "onnx": None if simplify is None else {
+            "nodes_before_simplification": simplify.nodes_before,
+            "nodes_after_simplification": simplify.nodes_after,
+            "onnxsim_ok": simplify.ok,
+            "onnxsim": simplify.to_dict(),
+        },
+        "graph": graph,
+        "parity": [r.to_dict() for r in parity],
+        "bisect": divergence,
+        "artifacts": [a.to_dict() for a in artifacts],
         "files": files,
-    }
+        "findings": [f.to_dict() for f in findings],
+        "timings": timings,
+    }  # fmt: skip
 
 
 def write_manifest(out_dir: Path, body: dict[str, Any]) -> Path:

@@ -17,7 +17,7 @@ from torch import nn
 from deploy.deps import require
 from deploy.errors import DeployError
 from deploy.metadata import INPUT_NAME, OUTPUT_NAME
-from hsnet.io import atomic_path
+from hsnet.toolbox.atomic import atomic_path
 
 __all__ = ["MAX_OPSET", "MIN_OPSET", "check_onnx", "check_opset", "export_onnx", "set_metadata"]
 

@@ -22,9 +22,7 @@ fails raises :class:`deploy.errors.ParityError` carrying the :class:`ParityResul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -41,7 +39,6 @@ __all__ = [
     "check_parity",
     "compare_logits",
     "measure_parity",
-    "parity_images",
     "predict",
     "reference_logits",
 ]
@@ -91,7 +88,8 @@ class ParityResult:
         runtime: what ran the artifact (``onnxruntime``, ``tflite``, ``torch``...) and ``runtime_version``.
         threads: intra-op threads of the runtime (None: its default).
         batch: batch size of each call.
-        images: number of images compared; ``split`` the dataset split they come from.
+        images: number of images compared; ``split`` the dataset split they come from; ``source`` what they are
+            (empty: Fashion-MNIST).
         max_abs_error: max |artifact - reference| over all logits.
         max_rel_error: ``max_abs_error`` / max |reference logit|.
         quantile_rel_error: the relative error of the image at the tolerance's ``error_quantile`` (what is bounded;
@@ -121,6 +119,7 @@ class ParityResult:
     accuracy_drop: float | None
     tolerance: Tolerance
     failures: list[str] = field(default_factory=list)
+    source: str = ""
 
     @property
     def passed(self) -> bool:
@@ -150,7 +149,7 @@ class ParityResult:
         return (
             f"{self.stage}: max abs {self.max_abs_error:.2e}, rel {self.max_rel_error:.2e}{quantile}, top-1 agreement "
             f"{_percent(self.top1_agreement)}% ({self.near_ties} near ties){acc} on {self.images} "
-            f"Fashion-MNIST {self.split} images [{self.context()}] {verdict}"
+            f"{self.source or 'Fashion-MNIST ' + self.split} images [{self.context()}] {verdict}"
         )
 
 
@@ -158,38 +157,6 @@ def _percent(share: float) -> str:
     """A share in percent with one decimal, or two where one would round a shortfall up to 100.0."""
     text = f"{100 * share:.1f}"
     return f"{100 * share:.2f}" if text == "100.0" and share < 1 else text
-
-
-@lru_cache(maxsize=8)
-def _cached_images(
-    count: int, input_size: int, mean: tuple[float, ...], std: tuple[float, ...], split: str, seed: int
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    from hsnet.data import real_images
-
-    x, labels, classes = real_images(count, input_size, mean=mean, std=std, split=split, seed=seed, in_chans=len(mean))
-    x.setflags(write=False)
-    labels.setflags(write=False)
-    return x, labels, tuple(classes)
-
-
-def parity_images(
-    count: int,
-    input_size: int,
-    *,
-    mean: Sequence[float],
-    std: Sequence[float],
-    split: str = "test",
-    seed: int = 0,
-) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """``count`` real Fashion-MNIST images (class-balanced, fixed by ``seed``) as normalized model input.
-
-    Returns:
-        (read-only float32 NCHW images, int64 labels, class names).
-
-    Raises:
-        HSNetError: Fashion-MNIST is not installed (the message says how to get it).
-    """
-    return _cached_images(count, input_size, tuple(mean), tuple(std), split, seed)
 
 
 @torch.no_grad()
@@ -238,6 +205,7 @@ def compare_logits(
     batch: int,
     labels: np.ndarray | None = None,
     split: str = "test",
+    source: str = "",
 ) -> ParityResult:
     """Compare two sets of logits (images x classes) against the tolerance of ``precision``.
 
@@ -297,6 +265,7 @@ def compare_logits(
         batch=batch,
         images=len(ref),
         split=split,
+        source=source,
         max_abs_error=max_abs,
         max_rel_error=max_rel,
         quantile_rel_error=quantile_rel,
@@ -319,6 +288,7 @@ def measure_parity(
     stage: str,
     labels: np.ndarray | None = None,
     split: str = "test",
+    source: str = "",
 ) -> ParityResult:
     """Run ``artifact`` on images ``x`` and compare with ``reference`` (a model, or its logits on ``x``).
 
@@ -337,6 +307,7 @@ def measure_parity(
         batch=_call_batch(artifact),
         labels=labels,
         split=split,
+        source=source,
     )
 
 
@@ -349,6 +320,7 @@ def check_parity(
     stage: str,
     labels: np.ndarray | None = None,
     split: str = "test",
+    source: str = "",
 ) -> ParityResult:
     """:func:`measure_parity`, raising if the tolerance is not met.
 
@@ -356,7 +328,8 @@ def check_parity(
         ParityError: one line with the figures and the failed bounds; ``.result`` holds the
             :class:`ParityResult`.
     """
-    result = measure_parity(artifact, reference, x, precision=precision, stage=stage, labels=labels, split=split)
+    result = measure_parity(artifact, reference, x, precision=precision, stage=stage, labels=labels, split=split,
+                            source=source)  # fmt: skip
     raise_if_failed(result)
     return result
 

@@ -1,14 +1,18 @@
 """The export pipeline: validate everything, then prepare -> ONNX -> check -> onnxsim -> parity -> targets.
 
-:func:`export_model` is the one entry point (the CLI and the benchmarks call it). Every option is validated
-before any work. Each target artifact is converted in a private folder inside the output folder, checked for
-parity against the PyTorch model, and only then moved into place (an atomic rename); ``manifest.json`` is
-written last. A failure (parity included) or Ctrl-C leaves no partial file and no temporary folder: artifacts
-that passed before it stay, and the manifest is rewritten to say what happened.
+:func:`convert` takes any ``torch.nn.Module`` (the user's own network); :func:`export_model` builds a registered
+model (and its checkpoint) and hands it to the same code. The options travel as one :class:`ExportRequest`.
+Every option is validated before any work and before any folder is created. Each target artifact is converted
+in a private staging folder inside the output folder, checked for parity against the PyTorch model, and only
+then moved into place (an atomic rename); ``manifest.json`` is written last. A failure (parity included) or
+Ctrl-C leaves no partial file and no staging folder: artifacts that passed before it stay, and the manifest is
+rewritten to say what happened. Staging folders that a killed run (``kill -9``) left are removed by the next
+export into the same folder, with a line saying so.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -16,44 +20,111 @@ import time
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from deploy.artifact import load_artifact
 from deploy.errors import DeployError, ParityError
-from deploy.manifest import hash_path, write_manifest
-from deploy.metadata import INPUT_NAME, OUTPUT_NAME
-from deploy.parity import ParityResult, compare_logits, parity_images, predict, raise_if_failed, reference_logits
+from deploy.images import Images, check_source, load_calibration, load_images, parity_images
+from deploy.manifest import hash_path, manifest_body, write_manifest
+from deploy.parity import ParityResult, compare_logits, predict, raise_if_failed, reference_logits
 from deploy.targets.base import PRECISIONS, ExportContext, Exporter, ExportOptions, Finding
-from hsnet.io import ensure_writable_dir
-from hsnet.progress import log
+from hsnet.toolbox.atomic import check_writable_dir
+from hsnet.toolbox.progress import log
 
 __all__ = [
-    "ArtifactRecord",
-    "CALIBRATION_IMAGES",
     "ACCURACY_IMAGES",
-    "accuracy_images",
+    "STAGING_PREFIX",
+    "ArtifactRecord",
     "ExportReport",
+    "ExportRequest",
+    "accuracy_images",
+    "convert",
     "export_model",
-    "load_calibration",
     "plan_targets",
+    "remove_stale_staging",
     "torch_threads",
 ]
 
-#: Real Fashion-MNIST training images used to calibrate int8 when no ``calibration`` is given.
-CALIBRATION_IMAGES = 128
 #: Labelled test images for the int8 accuracy-drop bound (trained weights only), by input side: the whole
 #: Fashion-MNIST test split up to 64 px (seconds), 1000 above. On 1000 images the drop estimate is noisy: trained
 #: HSNet at 32 px measured a 0.80-point drop on 1000 images and 0.03 points on all 10 000.
 ACCURACY_IMAGES = ((64, 10_000), (4096, 1000))
+#: Name prefix of the private staging folders inside an output folder (``<prefix><pid>-<random>``).
+STAGING_PREFIX = ".hsnet-export-"
 
 
 def accuracy_images(input_size: int) -> int:
     """How many labelled test images the int8 accuracy bound uses at ``input_size``."""
     return next(count for side, count in ACCURACY_IMAGES if input_size <= side)
+
+
+@dataclass(frozen=True)
+class ExportRequest:
+    """What to produce and how to check it: every option of an export, validated by :meth:`plan`.
+
+    Attributes:
+        targets: ``onnx``, ``tflite``, ``coreml``, ``pt2`` or ``all`` (onnx, tflite, coreml); the fp32 ONNX graph
+            is always produced.
+        precisions: ``fp32``, ``fp16``, ``int8`` (each named target must support each one; ``all`` skips what a
+            target lacks and says so in the findings).
+        out_dir: output folder (created when the work starts; its nearest existing parent must be writable).
+        batch: fixed batch, or ``None`` for a dynamic batch dimension.
+        opset: ONNX opset, 17..20.
+        converter: converter of the targets that offer several (e.g. TFLite's ``onnx2tf``/``litert-torch``).
+        images: parity images: ``None``/``"fashion-mnist"`` (Fashion-MNIST resized to the input, which proves
+            parity but says nothing about accuracy in another domain), an image folder or a ``.npy``
+            (:func:`deploy.images.load_images`).
+        calibration: int8 calibration data, same kinds [default: ``images``' training split]; only with int8.
+        parity_images: the most images per parity check.
+        bisect: on a parity failure, find and name the first diverging layer.
+        seed: seed of random weights and of the image selection.
+        threads: intra-op threads of PyTorch and of the runtimes during the export and its parity checks
+            (``None``: their defaults). One by default: on a shared or small machine extra threads wait on each
+            other more than they compute.
+    """
+
+    targets: Sequence[str] = ("onnx",)
+    precisions: Sequence[str] = ("fp32",)
+    out_dir: Path = Path("exports")
+    batch: int | None = 1
+    opset: int = 17
+    converter: str | None = None
+    images: Path | str | np.ndarray | None = None
+    calibration: Path | str | np.ndarray | None = None
+    parity_images: int = 64
+    bisect: bool = False
+    seed: int = 0
+    threads: int | None = 1
+
+    def plan(self) -> tuple[list[tuple[Exporter, str]], list[Finding]]:
+        """Check every option (nothing is created or converted); return the work plan and the skip findings.
+
+        Raises:
+            HSNetError: the first invalid option, in one line naming what is valid.
+            MissingDependencyError: a selected target's optional dependency is missing (names the extra).
+        """
+        from deploy.onnx_export import check_opset
+
+        check_opset(self.opset)
+        batch = self.batch
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+            raise DeployError(f"batch must be a positive integer or None (dynamic), got {batch!r}")
+        plan, findings = plan_targets(self.targets, self.precisions, self.converter, batch)
+        n = self.parity_images
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise DeployError(f"parity_images must be a positive integer, got {n!r}")
+        wants_int8 = any(p == "int8" for _, p in plan)
+        if self.calibration is not None and not wants_int8:
+            raise DeployError("calibration data is only used for int8; no int8 artifact was requested")
+        check_source(self.images, "parity images")
+        check_source(self.calibration, "calibration data")
+        check_writable_dir(self.out_dir)
+        for exporter, precision in plan:
+            conv = self.converter if self.converter in exporter.converters else None
+            exporter.check_available(ExportOptions(precision=precision, batch=batch, opset=self.opset, converter=conv))
+        return plan, findings
 
 
 @dataclass
@@ -84,10 +155,10 @@ class ArtifactRecord:
 
 @dataclass
 class ExportReport:
-    """What :func:`export_model` produced.
+    """What :func:`convert` / :func:`export_model` produced.
 
     Attributes:
-        model: registry name.
+        model: registry name, or the name given to the user's module.
         out_dir: the output folder.
         artifacts: every artifact written, in order (the fp32 ONNX graph first).
         manifest: path of ``manifest.json``.
@@ -96,6 +167,7 @@ class ExportReport:
         parity: every parity check, stage by stage (``prepare``, ``onnx``, then one per artifact).
         simplify: the onnxsim record (``ok`` False when it failed and the unsimplified graph was used).
         graph: parameters/MACs from the exported graph and the profiler's, with the cross-check.
+        images: what the parity images were (one line).
     """
 
     model: str
@@ -107,6 +179,7 @@ class ExportReport:
     parity: list[ParityResult]
     simplify: Any
     graph: dict[str, Any]
+    images: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,6 +190,7 @@ class ExportReport:
             "findings": [f.to_dict() for f in self.findings],
             "timings": self.timings,
             "parity": [p.to_dict() for p in self.parity],
+            "parity_images": self.images,
             "onnxsim": self.simplify.to_dict(),
             "graph": self.graph,
         }
@@ -137,7 +211,7 @@ def plan_targets(
         DeployError: unknown target, precision or converter (listing the valid ones), or a precision that no
             selected target supports.
     """
-    from deploy.targets import EXPORTERS
+    from deploy.targets import ALL_TARGETS, EXPORTERS
 
     if not targets:
         raise DeployError(f"no target given; valid: {', '.join(EXPORTERS)}, all")
@@ -150,7 +224,7 @@ def plan_targets(
     explicit: set[str] = set()
     for t in targets:
         if t == "all":
-            names += list(EXPORTERS)
+            names += list(ALL_TARGETS)
         elif t in EXPORTERS:
             names.append(t)
             explicit.add(t)
@@ -191,80 +265,6 @@ def plan_targets(
     return plan, skipped
 
 
-def load_calibration(
-    source: Path | str | np.ndarray | None,
-    *,
-    input_size: int,
-    mean: Sequence[float],
-    std: Sequence[float],
-    count: int = CALIBRATION_IMAGES,
-    seed: int = 0,
-) -> tuple[np.ndarray, str]:
-    """Calibration images for int8 as float32 NCHW normalized input.
-
-    Args:
-        source: ``None`` or ``"fashion-mnist"`` (``count`` real Fashion-MNIST training images), a ``.npy`` file
-            or an array: float32 ``(N, C, input_size, input_size)`` already normalized, or uint8 images
-            ``(N, H, W, 1|3)`` (resized and normalized here).
-
-    Returns:
-        (images, one-line description of where they came from).
-
-    Raises:
-        DeployError: unreadable file, or data of the wrong dtype/shape (the message says what is expected).
-    """
-    chans = len(mean)
-    expected = (
-        f"expected float32 (N, {chans}, {input_size}, {input_size}) normalized NCHW, or uint8 (N, H, W, 1|3) images"
-    )
-    if source is None or (isinstance(source, str) and source == "fashion-mnist"):
-        x, _, _ = parity_images(count, input_size, mean=mean, std=std, split="train", seed=seed)
-        return np.array(x), f"{count} Fashion-MNIST train images"
-    what = "calibration array" if isinstance(source, np.ndarray) else f"calibration data {source}"
-    arr = _read_calibration(source)
-    if arr.dtype == np.uint8 and arr.ndim == 4 and arr.shape[3] in (1, 3) and len(arr) > 0:
-        from hsnet.data import to_model_input
-
-        x = to_model_input(arr, input_size=input_size, in_chans=chans, mean=mean, std=std)
-        return x, f"{what}: {len(x)} uint8 images"
-    if arr.dtype == np.float32 and arr.shape[1:] == (chans, input_size, input_size) and len(arr) > 0:
-        if not np.isfinite(arr).all():
-            raise DeployError(f"{what}: contains NaN or infinite values")
-        return np.ascontiguousarray(arr), f"{what}: {len(arr)} float32 images"
-    raise DeployError(f"{what} has dtype {arr.dtype} and shape {tuple(arr.shape)}; {expected}")
-
-
-def _read_calibration(source: Path | str | np.ndarray | None) -> np.ndarray | str | None:
-    """Load a calibration ``.npy`` and check its layout (the size is checked by :func:`load_calibration`).
-
-    Raises:
-        DeployError: not a .npy file, unreadable, or neither float32 NCHW nor uint8 NHWC images.
-    """
-    if source is None or isinstance(source, np.ndarray) or source == "fashion-mnist":
-        arr = source
-    else:
-        path = Path(source)
-        if path.suffix.lower() != ".npy":
-            raise DeployError(f"calibration data {path}: give a .npy file or 'fashion-mnist'")
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
-            raise DeployError(f"calibration data {path}: no such file") from None
-        except (OSError, ValueError, EOFError) as e:
-            first = (str(e).strip().splitlines() or [type(e).__name__])[0]
-            raise DeployError(f"calibration data {path}: not a readable .npy array ({first})") from None
-    if isinstance(arr, np.ndarray):
-        nchw_float = arr.dtype == np.float32 and arr.ndim == 4
-        nhwc_uint8 = arr.dtype == np.uint8 and arr.ndim == 4 and arr.shape[3] in (1, 3)
-        if not (nchw_float or nhwc_uint8) or len(arr) == 0:
-            what = "calibration array" if isinstance(source, np.ndarray) else f"calibration data {source}"
-            raise DeployError(
-                f"{what} has dtype {arr.dtype} and shape {tuple(arr.shape)}; expected float32 (N, C, H, W) "
-                "normalized NCHW, or uint8 (N, H, W, 1|3) images"
-            )
-    return arr
-
-
 @contextmanager
 def _stage(timings: dict[str, float], name: str, message: str):  # noqa: ANN202
     log(message)
@@ -288,45 +288,55 @@ def _publish(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
-def export_model(
-    model: str,
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_staging(out_dir: Path) -> list[Path]:
+    """Remove the staging folders that killed exports (``kill -9``, power loss) left in ``out_dir``.
+
+    A staging folder is named ``.hsnet-export-<pid>-<random>``; one whose process no longer runs is stale (one of
+    a running export is left alone). Each removal is logged. Returns the removed folders.
+    """
+    removed = []
+    for folder in sorted(Path(out_dir).glob(f"{STAGING_PREFIX}*")):
+        pid_text = folder.name[len(STAGING_PREFIX) :].split("-", 1)[0]
+        if folder.is_dir() and not (pid_text.isdigit() and _pid_alive(int(pid_text))):
+            shutil.rmtree(folder, ignore_errors=True)
+            log(f"[deploy] removed {folder}, left by an export that was killed")
+            removed.append(folder)
+    return removed
+
+
+def convert(
+    module: Any,
+    example_input: Any,
     *,
-    targets: Sequence[str] = ("onnx",),
-    precisions: Sequence[str] = ("fp32",),
-    checkpoint: Path | None = None,
-    num_classes: int | None = None,
-    input_size: int | None = None,
-    batch: int | None = 1,
-    opset: int = 17,
-    converter: str | None = None,
-    calibration: Path | np.ndarray | None = None,
-    out_dir: Path,
-    bisect: bool = False,
-    parity_images: int = 64,
-    seed: int = 0,
-    threads: int | None = 1,
+    name: str = "model",
+    labels: Sequence[str] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    request: ExportRequest | None = None,
+    **options: Any,
 ) -> ExportReport:
-    """Export a registered model to the requested targets and precisions, proving parity at every stage.
+    """Export any ``torch.nn.Module`` to the requested targets and precisions, proving parity at every stage.
 
     Args:
-        model: registry name (``hsnet models``).
-        targets: ``onnx``, ``tflite``, ``coreml`` or ``all``; the fp32 ONNX graph is always produced.
-        precisions: ``fp32``, ``fp16``, ``int8`` (each named target must support each one; ``all`` skips what
-            a target lacks and says so in the findings).
-        checkpoint: hsnet checkpoint of ``model``; ``None`` for seeded random weights.
-        num_classes: classifier width (must match the checkpoint's).
-        input_size: square input side (default: the checkpoint's, else the model's).
-        batch: fixed batch, or ``None`` for a dynamic batch dimension.
-        opset: ONNX opset, 17..20.
-        converter: converter of the targets that offer several (e.g. TFLite's ``onnx2tf``/``litert-torch``).
-        calibration: int8 calibration data (see :func:`load_calibration`); only with an int8 precision.
-        out_dir: output folder (created; must be writable).
-        bisect: on a parity failure, find and name the first diverging layer.
-        parity_images: number of real test images for each parity check.
-        seed: seed of random weights and of the image selection.
-        threads: intra-op threads of PyTorch and of the runtimes during the export and its parity checks
-            (``None``: their defaults). One thread by default: on a shared or small machine extra threads wait
-            on each other more than they compute.
+        module: the network (anything ``torch.onnx.export`` and ``torch.export`` can trace); not modified.
+        example_input: a float32 ``(batch, channels, size, size)`` tensor of the input it runs at; its batch is
+            the artifacts' batch unless ``batch`` says otherwise.
+        name: the name its files and manifest carry.
+        labels: one class name per logit [default: ``class_0``...].
+        mean: per-channel normalization mean in 0..1 pixel units [default: 0.5 each].
+        std: per-channel std [default: 0.5 each].
+        request: the options as one :class:`ExportRequest`; or give its fields as keyword arguments
+            (``targets=("onnx", "tflite"), precisions=("fp32", "int8"), images="my_images/", out_dir=...``).
 
     Returns:
         The :class:`ExportReport` (also written as ``out_dir/manifest.json``).
@@ -337,12 +347,99 @@ def export_model(
         ParityError: an artifact failed its parity check (it is not moved into ``out_dir``).
         DeployError: a stage failed (export, checker, conversion).
     """
-    with torch_threads(threads):
-        return _export_model(
-            model, targets=targets, precisions=precisions, checkpoint=checkpoint, num_classes=num_classes,
-            input_size=input_size, batch=batch, opset=opset, converter=converter, calibration=calibration,
-            out_dir=out_dir, bisect=bisect, parity_images=parity_images, seed=seed, threads=threads,
+    from deploy.prepare import prepare_module
+
+    if request is None:
+        shape = getattr(example_input, "shape", None)
+        options.setdefault("batch", int(shape[0]) if shape is not None and len(shape) == 4 else 1)
+        request = _request(options)
+    elif options:
+        raise DeployError(f"give the options as request= or as keywords, not both ({', '.join(options)})")
+    plan, findings = request.plan()
+    with torch_threads(request.threads):
+        prepared = prepare_module(module, example_input, name=name, labels=labels, mean=mean, std=std)
+        return _execute(prepared, request, plan, findings)
+
+
+def _request(options: dict[str, Any]) -> ExportRequest:
+    valid = [f.name for f in dataclasses.fields(ExportRequest)]
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        raise DeployError(f"unknown export option {unknown[0]!r}; valid: {', '.join(valid)}")
+    if "out_dir" in options:
+        options["out_dir"] = Path(options["out_dir"])
+    return ExportRequest(**options)
+
+
+def export_model(
+    model: str,
+    *,
+    checkpoint: Path | None = None,
+    num_classes: int | None = None,
+    input_size: int | None = None,
+    request: ExportRequest | None = None,
+    **options: Any,
+) -> ExportReport:
+    """Export a registered model (:func:`convert` for the zoo): build it with its weights, then export it.
+
+    Args:
+        model: registry name (``hsnet models``).
+        checkpoint: hsnet checkpoint of ``model``; ``None`` for seeded random weights (``request.seed``).
+        num_classes: classifier width (must match the checkpoint's).
+        input_size: square input side (default: the checkpoint's, else the model's).
+        request: the options (:class:`ExportRequest`), or its fields as keyword arguments.
+
+    Returns and raises as :func:`convert`.
+    """
+    from deploy.prepare import prepare_model
+    from hsnet.registry import model_info
+
+    model_info(model)  # an unknown name fails first, with close matches
+    if request is None:
+        request = _request(options)
+    elif options:
+        raise DeployError(f"give the options as request= or as keywords, not both ({', '.join(options)})")
+    plan, findings = request.plan()
+    with torch_threads(request.threads):
+        timings: dict[str, float] = {}
+        with _stage(timings, "prepare", f"[deploy] preparing {model} (weights, re-parameterisation, rewrites)"):
+            prepared = prepare_model(
+                model, checkpoint=checkpoint, num_classes=num_classes, input_size=input_size, seed=request.seed
+            )
+        return _execute(prepared, request, plan, findings, timings)
+
+
+def _execute(prepared, request: ExportRequest, plan, findings: list[Finding], timings=None) -> ExportReport:  # noqa: ANN001
+    """Validate the options against the prepared model, load the images, then run every stage."""
+    options_of: dict[tuple[str, str], ExportOptions] = {}
+    for exporter, precision in plan:
+        conv = request.converter if request.converter in exporter.converters else None
+        options = ExportOptions(
+            precision=precision, batch=request.batch, input_size=prepared.input_size, opset=request.opset,
+            converter=conv,
         )  # fmt: skip
+        exporter.validate(options)
+        options_of[(exporter.name, precision)] = options
+    p = prepared
+    images = load_images(request.images, count=request.parity_images, input_size=p.input_size, mean=p.mean,
+                         std=p.std, seed=request.seed)  # fmt: skip
+    log(f"[deploy] parity images: {images.description}")
+    if images.default and p.trained and tuple(p.labels) != tuple(images.classes or ()):
+        findings.append(Finding("onnx", "warning", f"parity runs on {images.description}; give --images DIR|.npy "
+                                "to check on your own images"))  # fmt: skip
+    for name in p.unfolded_batchnorm[:5]:
+        findings.append(Finding("onnx", "info", f"BatchNorm {name} has no Conv/Linear before it to fold into; "
+                                "exported as BatchNormalization"))  # fmt: skip
+    calib, calib_source = None, None
+    if any(pr == "int8" for _, pr in plan):
+        source = request.calibration
+        if source is None and request.images is not None and not images.default:
+            source = request.images
+        calib, calib_source = load_calibration(source, input_size=p.input_size, mean=p.mean, std=p.std,
+                                               seed=request.seed)  # fmt: skip
+    run = _Run(prepared, request, plan, options_of, images, findings, timings or {})
+    run.calibration, run.calibration_source = calib, calib_source
+    return run.execute()
 
 
 @contextmanager
@@ -359,68 +456,18 @@ def torch_threads(threads: int | None):  # noqa: ANN201
         torch.set_num_threads(before)
 
 
-def _export_model(model: str, *, targets, precisions, checkpoint, num_classes, input_size, batch, opset,  # noqa: ANN001
-                  converter, calibration, out_dir, bisect, parity_images, seed, threads) -> ExportReport:  # fmt: skip
-    from deploy.onnx_export import check_opset
-    from hsnet.registry import model_info
-
-    # ---- validate everything before any work --------------------------------------------------------------
-    model_info(model)
-    check_opset(opset)
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise DeployError(f"batch must be a positive integer or None (dynamic), got {batch!r}")
-    plan, findings = plan_targets(targets, precisions, converter, batch)
-    if isinstance(parity_images, bool) or not isinstance(parity_images, int) or parity_images < 1:
-        raise DeployError(f"parity_images must be a positive integer, got {parity_images!r}")
-    wants_int8 = any(p == "int8" for _, p in plan)
-    if calibration is not None and not wants_int8:
-        raise DeployError("calibration data is only used for int8; no int8 artifact was requested")
-    _read_calibration(calibration)  # file and layout now; the size once the model is known (read again then)
-    out_dir = ensure_writable_dir(out_dir)
-    for exporter, precision in plan:
-        conv = converter if converter in exporter.converters else None
-        exporter.check_available(ExportOptions(precision=precision, batch=batch, opset=opset, converter=conv))
-
-    from deploy.prepare import prepare_model
-
-    timings: dict[str, float] = {}
-    with _stage(timings, "prepare", f"[deploy] preparing {model} (weights, re-parameterisation, rewrites)"):
-        prepared = prepare_model(
-            model, checkpoint=checkpoint, num_classes=num_classes, input_size=input_size, seed=seed
-        )
-    options_of: dict[tuple[str, str], ExportOptions] = {}
-    for exporter, precision in plan:
-        conv = converter if converter in exporter.converters else None
-        options = ExportOptions(
-            precision=precision, batch=batch, input_size=prepared.input_size, opset=opset, converter=conv
-        )
-        exporter.validate(options)
-        options_of[(exporter.name, precision)] = options
-    calib, calib_source = (None, None)
-    if wants_int8:
-        calib, calib_source = load_calibration(
-            calibration, input_size=prepared.input_size, mean=prepared.mean, std=prepared.std, seed=seed
-        )
-
-    run = _Run(prepared, plan, options_of, out_dir, timings, findings, bisect, parity_images, seed, threads)
-    run.calibration, run.calibration_source = calib, calib_source
-    return run.execute()
-
-
 class _Run:
-    """The work of one :func:`export_model` call after validation (keeps the state the manifest needs)."""
+    """The work of one export after validation (keeps the state the manifest needs)."""
 
-    def __init__(self, prepared, plan, options_of, out_dir, timings, findings, bisect, images, seed, threads):  # noqa: ANN001
+    def __init__(self, prepared, request: ExportRequest, plan, options_of, images: Images, findings, timings):  # noqa: ANN001
         self.prepared = prepared
+        self.request = request
         self.plan = plan
         self.options_of = options_of
-        self.out_dir: Path = out_dir
+        self.images = images
+        self.out_dir: Path = Path(request.out_dir)
         self.timings: dict[str, float] = timings
         self.findings: list[Finding] = findings
-        self.bisect = bisect
-        self.images = images
-        self.seed = seed
-        self.threads = threads
         self.parity: list[ParityResult] = []
         self.artifacts: list[ArtifactRecord] = []
         self.simplify = None
@@ -428,11 +475,13 @@ class _Run:
         self.divergence: dict[str, Any] | None = None
         self.calibration: np.ndarray | None = None
         self.calibration_source: str | None = None
-        self.batch = next(iter(options_of.values())).batch
+        self.batch = request.batch
 
     # ---- stages -------------------------------------------------------------------------------------------
     def execute(self) -> ExportReport:
-        work = Path(tempfile.mkdtemp(prefix=".hsnet-export-", dir=self.out_dir))
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_staging(self.out_dir)
+        work = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out_dir))
         try:
             self._stages(work)
         except BaseException as e:
@@ -453,6 +502,7 @@ class _Run:
             parity=self.parity,
             simplify=self.simplify,
             graph=self.graph,
+            images=self.images.description,
         )
 
     def _stages(self, work: Path) -> None:
@@ -460,17 +510,17 @@ class _Run:
         from deploy.simplify import simplify_onnx
 
         p = self.prepared
-        x, labels, classes = parity_images(self.images, p.input_size, mean=p.mean, std=p.std, seed=self.seed)
+        x, labels = self.images.x, self.images.labels
         self.x = x
         # Accuracy figures only mean something for weights trained on these very classes.
-        self.labels = labels if p.checkpoint is not None and tuple(p.labels) == tuple(classes) else None
+        self.labels = labels if p.trained and tuple(p.labels) == tuple(self.images.classes or ()) else None
         with _stage(self.timings, "reference", f"[deploy] PyTorch reference logits on {len(x)} images"):
             self.reference = reference_logits(p.reference, x)
         torch_threads_now = _torch_threads()
         self._check(reference_logits(p.model, x), "prepare", "fp32", "torch", _torch_version(), torch_threads_now, 32)
 
         shape = (self.batch or 1, p.in_chans, p.input_size, p.input_size)
-        opset = next(iter(self.options_of.values())).opset
+        opset = self.request.opset
         raw = work / "exported.onnx"
         with _stage(self.timings, "onnx_export", f"[deploy] torch.onnx.export (opset {opset}) + onnx.checker"):
             export_onnx(
@@ -515,6 +565,7 @@ class _Run:
             metadata=p.metadata(precision=precision).to_strings(),
             rewrites=[f"{r.rewrite} at {r.module}" for r in p.rewrites],
             onnx_simplified=self.simplify.ok,
+            fused_model=p.fused,
         )
 
     def _target(self, exporter: Exporter, precisions: list[str], onnx_path: Path, work: Path) -> None:
@@ -537,10 +588,13 @@ class _Run:
             key = f"{exporter.name}/{precision}"
             path = paths[precision]
             with _stage(self.timings, f"parity {key}", f"[deploy] {key}: parity on real images"):
-                artifact = load_artifact(path, threads=self.threads)
+                from deploy.targets import load_artifact
+
+                artifact = load_artifact(path, threads=self.request.threads)
                 x, ref, labels = self.x, self.reference, self.labels
-                if precision == "int8" and labels is not None and len(x) < (n := accuracy_images(p.input_size)):
-                    x, labels, _ = parity_images(n, p.input_size, mean=p.mean, std=p.std, seed=self.seed)
+                more = accuracy_images(p.input_size)
+                if precision == "int8" and labels is not None and self.images.default and len(x) < more:
+                    x, labels, _ = parity_images(more, p.input_size, mean=p.mean, std=p.std, seed=self.request.seed)
                     ref = reference_logits(p.reference, x)
                 out = predict(artifact, x)
                 batch = artifact.input_spec.shape[0] if artifact.input_spec.shape[0] > 0 else 16
@@ -585,11 +639,11 @@ class _Run:
         ref = self.reference if reference is None else reference
         result = compare_logits(
             ref, output, precision=precision, stage=stage, runtime=runtime, runtime_version=version,
-            threads=threads, batch=batch, labels=labels,
+            threads=threads, batch=batch, labels=labels, source=self.images.source,
         )  # fmt: skip
         self.parity.append(result)
         log(f"[deploy] {result.describe()}")
-        if not result.passed and self.bisect and path is not None:
+        if not result.passed and self.request.bisect and path is not None:
             self._bisect(path, precision, exporter, ctx)
         try:
             raise_if_failed(result)
@@ -604,9 +658,11 @@ class _Run:
 
         with _stage(self.timings, "bisect", f"[deploy] bisect: looking for the first diverging layer of {path.name}"):
             if path.suffix == ".onnx":
-                found = bisect_onnx(path, self.prepared.model, self.x, precision=precision, threads=self.threads)
+                found = bisect_onnx(
+                    path, self.prepared.model, self.x, precision=precision, threads=self.request.threads
+                )
             else:  # the ONNX graph passed: cut the model and convert prefixes with the same exporter
-                found = bisect_export(exporter, ctx, self.x[:8], precision=precision, threads=self.threads)
+                found = bisect_export(exporter, ctx, self.x[:8], precision=precision, threads=self.request.threads)
         self.divergence = (
             {**found.to_dict(), "description": found.describe()}
             if found
@@ -615,65 +671,12 @@ class _Run:
 
     # ---- manifest -----------------------------------------------------------------------------------------
     def _write_manifest(self, status: str, error: str | None) -> Path:
-        from deploy.versions import machine, tool_versions
-
-        p = self.prepared
-        ckpt_sha = p.metadata().checkpoint_sha256
-        extra_tools: dict[str, str] = {}
-        for exporter, _ in self.plan:
-            extra_tools.update(exporter.tool_versions())
-        files = {}
-        for record in self.artifacts:
-            files[record.path.name] = {"sha256": record.sha256, "size": record.size}
-            for name, info in record.files.items():
-                files[f"{record.path.name}/{name}"] = info
-        body = {
-            "status": status,
-            "error": error,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "model": p.name,
-            "weights": p.weights,
-            "checkpoint": None if p.checkpoint is None else {"path": str(p.checkpoint.resolve()), "sha256": ckpt_sha},
-            "hsnet_version": p.metadata().hsnet_version,
-            "tools": {**tool_versions(), **extra_tools},
-            "machine": machine(),
-            "input": {
-                "name": INPUT_NAME,
-                "shape": [self.batch if self.batch else -1, p.in_chans, p.input_size, p.input_size],
-                "layout": "NCHW",
-                "dtype": "float32",
-                "mean": list(p.mean),
-                "std": list(p.std),
-                "normalization": "(pixel / 255 - mean) / std, per channel",
-            },
-            "output": {"name": OUTPUT_NAME, "shape": [self.batch if self.batch else -1, p.num_classes]},
-            "labels": list(p.labels),
-            "options": {
-                "targets": list(dict.fromkeys(e.name for e, _ in self.plan)),
-                "precisions": list(dict.fromkeys(pr for _, pr in self.plan)),
-                "batch": self.batch,
-                "opset": next(iter(self.options_of.values())).opset,
-                "converters": {f"{k[0]}/{k[1]}": o.converter for k, o in self.options_of.items()},
-                "calibration": self.calibration_source,
-                "parity_images": self.images,
-                "seed": self.seed,
-                "threads": self.threads,
-            },
-            "rewrites": [r.to_dict() for r in p.rewrites],
-            "onnx": None if self.simplify is None else {
-                "nodes_before_simplification": self.simplify.nodes_before,
-                "nodes_after_simplification": self.simplify.nodes_after,
-                "onnxsim_ok": self.simplify.ok,
-                "onnxsim": self.simplify.to_dict(),
-            },
-            "graph": self.graph,
-            "parity": [r.to_dict() for r in self.parity],
-            "bisect": self.divergence,
-            "artifacts": [a.to_dict() for a in self.artifacts],
-            "files": files,
-            "findings": [f.to_dict() for f in self.findings],
-            "timings": self.timings,
-        }  # fmt: skip
+        body = manifest_body(
+            status=status, error=error, prepared=self.prepared, request=self.request, plan=self.plan,
+            options_of=self.options_of, calibration=self.calibration_source, images=self.images.description,
+            simplify=self.simplify, graph=self.graph, parity=self.parity, divergence=self.divergence,
+            artifacts=self.artifacts, findings=self.findings, timings=self.timings,
+        )  # fmt: skip
         return write_manifest(self.out_dir, body)
 
 

@@ -17,12 +17,27 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Any
 
-if TYPE_CHECKING:
-    from deploy.targets.base import ExportContext, Exporter, Finding
+__all__ = ["Finding", "GraphScan", "graph_findings", "rewrite_findings", "scan_graph"]
 
-__all__ = ["GraphScan", "graph_findings", "rewrite_findings", "scan_graph"]
+
+@dataclass(frozen=True)
+class Finding:
+    """One pre-flight observation about the graph for a target.
+
+    Attributes:
+        target: exporter name.
+        severity: ``"info"`` (a rewrite was applied), ``"warning"`` or ``"error"`` (export cannot proceed).
+        message: one line naming the operation/layer and what was done about it.
+    """
+
+    target: str
+    severity: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"target": self.target, "severity": self.severity, "message": self.message}
 
 
 @dataclass
@@ -83,8 +98,6 @@ def scan_graph(onnx_path: Path) -> GraphScan:
 
 def rewrite_findings(target: str, rewrites: list[str]) -> list[Finding]:
     """One ``info`` finding per kind of rewrite in ``rewrites`` (``"<rewrite> at <module>"`` strings)."""
-    from deploy.targets.base import Finding
-
     by_kind: dict[str, list[str]] = {}
     for text in rewrites:
         kind, _, where = text.partition(" at ")
@@ -96,13 +109,17 @@ def rewrite_findings(target: str, rewrites: list[str]) -> list[Finding]:
     ]  # fmt: skip
 
 
-def graph_findings(exporter: Exporter, ctx: ExportContext) -> list[Finding]:
-    """The default pre-flight of every exporter (see module docstring)."""
-    from deploy.targets.base import Finding
-
-    target = exporter.name
-    scan = scan_graph(ctx.onnx_path)
-    findings = rewrite_findings(target, ctx.rewrites)
+def graph_findings(
+    target: str,
+    onnx_path: Path,
+    rewrites: list[str],
+    *,
+    dynamic_batch_ok: bool = True,
+    unsupported_ops: frozenset[str] = frozenset(),
+) -> list[Finding]:
+    """The default pre-flight of every exporter (see module docstring) for ``target``'s graph at ``onnx_path``."""
+    scan = scan_graph(onnx_path)
+    findings = rewrite_findings(target, rewrites)
     for name, op, r in scan.high_rank:
         findings.append(Finding(target, "warning", f"{op} {name} makes a rank-{r} tensor (layout converters guess)"))
     for name in scan.conv1d:
@@ -110,8 +127,8 @@ def graph_findings(exporter: Exporter, ctx: ExportContext) -> list[Finding]:
     for text in scan.dynamic_dims[:5]:
         findings.append(Finding(target, "warning", f"dynamic dimension {text}"))
     if scan.dynamic_batch:
-        severity = "warning" if exporter.supports_dynamic_batch else "error"
+        severity = "warning" if dynamic_batch_ok else "error"
         findings.append(Finding(target, severity, "dynamic batch dimension"))
-    for op in sorted(set(scan.ops) & exporter.unsupported_ops):
+    for op in sorted(set(scan.ops) & unsupported_ops):
         findings.append(Finding(target, "error", f"operation {op} ({scan.ops[op]} nodes) is not supported by {target}"))
     return findings

@@ -7,7 +7,7 @@ rewrites of :mod:`deploy.rewrites`), which is what every target converts.
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,10 +18,11 @@ from deploy.errors import DeployError
 from deploy.metadata import ModelMetadata
 from deploy.rewrites import AppliedRewrite, apply_export_rewrites
 from hsnet.errors import HSNetError
-from hsnet.layers.reparam import reparameterize_model
+from hsnet.layers.reparam import batchnorm_modules, reparameterize_model
 from hsnet.registry import create_model, model_info
+from hsnet.toolbox.digests import file_sha256
 
-__all__ = ["PreparedModel", "file_sha256", "prepare_model", "randomize_batchnorm"]
+__all__ = ["PreparedModel", "prepare_model", "prepare_module", "randomize_batchnorm", "state_sha256"]
 
 
 @dataclass
@@ -29,9 +30,10 @@ class PreparedModel:
     """The output of :func:`prepare_model`.
 
     Attributes:
-        name: registry name.
+        name: registry name, or the name given to the user's module.
         reference: the model as loaded (eval mode, not fused): what parity compares against.
         model: ``reference`` re-parameterised and rewritten for export (eval mode).
+        fused: ``reference`` re-parameterised, not rewritten (what PyTorch itself runs: the pt2 target).
         labels: class names, one per logit.
         mean: per-channel normalization mean (0..1 pixel units).
         std: per-channel normalization std.
@@ -39,11 +41,13 @@ class PreparedModel:
         weights: ``"checkpoint sha256:<hex>"`` or ``"random seed=<n>"``.
         checkpoint: the checkpoint file, if any.
         rewrites: module swaps applied for export.
+        unfolded_batchnorm: BatchNorm layers no Conv/Linear could absorb (exported as BatchNormalization).
     """
 
     name: str
     reference: nn.Module
     model: nn.Module
+    fused: nn.Module
     labels: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -51,6 +55,12 @@ class PreparedModel:
     weights: str
     checkpoint: Path | None = None
     rewrites: list[AppliedRewrite] = field(default_factory=list)
+    unfolded_batchnorm: list[str] = field(default_factory=list)
+
+    @property
+    def trained(self) -> bool:
+        """True for weights someone trained (a checkpoint or the user's module), False for seeded random ones."""
+        return not self.weights.startswith("random seed=")
 
     @property
     def num_classes(self) -> int:
@@ -76,15 +86,6 @@ class PreparedModel:
             input_layout=input_layout,
             rewrites=tuple(sorted({r.rewrite for r in self.rewrites})),
         )
-
-
-def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @torch.no_grad()
@@ -155,17 +156,103 @@ def prepare_model(
         size = input_size or info.input_size
         weights = f"random seed={seed}"
     reference.eval()
+    return _finish(name, reference, labels, mean, std, size, weights, checkpoint, info.test_sizes)
+
+
+def prepare_module(
+    module: nn.Module,
+    example_input: torch.Tensor,
+    *,
+    name: str = "model",
+    labels: Sequence[str] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+) -> PreparedModel:
+    """Turn any ``nn.Module`` (the user's own network) into its export form, as :func:`prepare_model` does for
+    registered models: eval mode, blocks fused, Conv/BN and Linear/BN pairs folded, export rewrites.
+
+    Args:
+        module: the network; it is deep-copied, never modified.
+        example_input: one float32 NCHW batch of the shape it runs at (square images: ``(B, C, S, S)``).
+        name: the name artifacts and the manifest carry (``[A-Za-z0-9_.-]``).
+        labels: one class name per logit [default: ``class_0``...].
+        mean: per-channel normalization mean in 0..1 pixel units [default: 0.5 per channel].
+        std: per-channel std [default: 0.5 per channel].
+
+    Raises:
+        DeployError: not a module, an input that is not a square NCHW float batch, labels/mean/std of the wrong
+            length, a forward pass that fails or does not return ``(batch, classes)`` logits.
+    """
+    import copy
+    import re
+
+    if not isinstance(module, nn.Module):
+        raise DeployError(f"expected a torch.nn.Module, got {type(module).__name__}")
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise DeployError(f"model name {name!r}: use 1-64 letters, digits, '_', '.' or '-' (it names files)")
+    if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4 or not example_input.is_floating_point():
+        raise DeployError("example_input must be a float tensor of shape (batch, channels, size, size)")
+    b, c, h, w = example_input.shape
+    if h != w:
+        raise DeployError(f"example_input is {h}x{w}; hsnet deploys square inputs only (give (B, C, S, S))")
+    mean = tuple(float(v) for v in (mean if mean is not None else (0.5,) * c))
+    std = tuple(float(v) for v in (std if std is not None else (0.5,) * c))
+    if len(mean) != c or len(std) != c or any(s <= 0 for s in std):
+        raise DeployError(f"mean and std need {c} values (one per input channel; std > 0), got {mean} and {std}")
+    reference = copy.deepcopy(module).float().eval()
+    try:
+        with torch.no_grad():
+            out = reference(torch.zeros(1, c, h, w))
+    except Exception as e:  # noqa: BLE001 - the user's forward may raise anything
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+        raise DeployError(f"{name} fails on a (1, {c}, {h}, {w}) input ({type(e).__name__}: {first})") from None
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 1:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise DeployError(f"{name} must return logits of shape (batch, classes); it returned {shape}")
+    k = int(out.shape[1])
+    labels = tuple(str(v) for v in labels) if labels is not None else tuple(f"class_{i}" for i in range(k))
+    if len(labels) != k:
+        raise DeployError(f"{len(labels)} labels given for {k} logits; give one label per logit")
+    weights = f"module sha256:{state_sha256(reference)}"
+    return _finish(name, reference, labels, mean, std, int(h), weights, None, (int(h),))
+
+
+def state_sha256(module: nn.Module) -> str:
+    """sha256 of a module's parameters and buffers (names, dtypes, shapes and bytes, in ``state_dict`` order):
+    the provenance of weights that come from no file."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for key, value in module.state_dict().items():
+        t = value.detach().cpu().contiguous()
+        h.update(f"{key} {t.dtype} {tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def _finish(
+    name: str,
+    reference: nn.Module,
+    labels: tuple[str, ...],
+    mean: tuple[float, ...],
+    std: tuple[float, ...],
+    size: int,
+    weights: str,
+    checkpoint: Path | None,
+    sizes: tuple[int, ...],
+) -> PreparedModel:
+    """Re-parameterise and rewrite ``reference`` (eval mode) for export."""
     shape = (1, len(mean), size, size)
-    _check_runs(reference, name, shape, info.test_sizes)
+    _check_runs(reference, name, shape, sizes)
+    fused = reparameterize_model(reference)
     model = reparameterize_model(reference)
     rewrites = apply_export_rewrites(model, shape)
-    leftover = [n for n, m in model.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    if leftover:
-        raise DeployError(f"{name}: BatchNorm left after re-parameterisation at {', '.join(leftover[:3])}")
+    leftover = batchnorm_modules(model)
     return PreparedModel(
         name=name,
         reference=reference,
         model=model,
+        fused=fused,
         labels=labels,
         mean=mean,
         std=std,
@@ -173,6 +260,7 @@ def prepare_model(
         weights=weights,
         checkpoint=checkpoint,
         rewrites=rewrites,
+        unfolded_batchnorm=leftover,
     )
 
 

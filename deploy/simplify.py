@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from deploy.deps import require
-from hsnet.io import atomic_path
+from hsnet.toolbox.atomic import atomic_path
 
 __all__ = ["SimplifyResult", "simplify_onnx", "simplify_failure"]
 
@@ -49,7 +49,7 @@ class SimplifyResult:
 
 def simplify_failure(error: BaseException, nodes: int, seconds: float = 0.0) -> SimplifyResult:
     """The record of a failed simplification: ``error`` is what onnxsim (or the check after it) raised."""
-    from deploy.versions import package_version
+    from hsnet.toolbox.machine import package_version
 
     first = (str(error).strip().splitlines() or [""])[0][:300]
     return SimplifyResult(
@@ -71,7 +71,7 @@ def simplify_onnx(src: Path, dst: Path) -> SimplifyResult:
     onnx = require("onnx", "onnx", "ONNX simplification")
     onnxsim = require("onnxsim", "onnx", "ONNX simplification")
     from deploy.onnx_export import check_onnx, set_metadata
-    from deploy.versions import package_version
+    from hsnet.toolbox.machine import package_version
 
     model = onnx.load(str(src))
     before = len(model.graph.node)

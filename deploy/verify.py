@@ -7,15 +7,18 @@ from the ``manifest.json`` next to it, or from what the caller names) and checks
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from deploy.artifact import load_artifact
+import numpy as np
+
 from deploy.errors import DeployError, ParityError
+from deploy.images import load_images
 from deploy.manifest import MANIFEST_NAME, hash_path, read_manifest
 from deploy.metadata import ModelMetadata
-from deploy.parity import ParityResult, measure_parity, parity_images, raise_if_failed
+from deploy.parity import ParityResult, compare_logits, measure_parity, predict, raise_if_failed
+from deploy.targets import load_artifact
 
 __all__ = ["VerifyReport", "artifact_metadata", "inspect_artifact", "verify_artifact"]
 
@@ -29,6 +32,8 @@ class VerifyReport:
     weights: str
     parity: ParityResult
     divergence: dict[str, Any] | None = None
+    images: str = ""
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,6 +41,8 @@ class VerifyReport:
             "model": self.model,
             "weights": self.weights,
             "parity": self.parity.to_dict(),
+            "images": self.images,
+            "notes": self.notes,
             "bisect": self.divergence,
         }
 
@@ -83,7 +90,7 @@ def _checkpoint_for(meta: ModelMetadata, manifest: dict[str, Any] | None, given:
     sha = meta.checkpoint_sha256
     if sha is None:
         return None
-    from deploy.prepare import file_sha256
+    from hsnet.toolbox.digests import file_sha256
 
     recorded = (manifest or {}).get("checkpoint") or {}
     candidate = Path(recorded["path"]) if recorded.get("path") else None
@@ -99,62 +106,96 @@ def verify_artifact(
     path: Path,
     *,
     model: str | None = None,
+    module: Any = None,
+    reference: np.ndarray | None = None,
+    image_source: Path | str | np.ndarray | None = None,
     checkpoint: Path | None = None,
     num_classes: int | None = None,
+    mean: tuple[float, ...] | None = None,
+    std: tuple[float, ...] | None = None,
     images: int = 64,
     threads: int | None = 1,
     bisect: bool = False,
     seed: int = 0,
 ) -> VerifyReport:
-    """Check parity of an artifact file against the PyTorch model it was exported from.
+    """Check parity of an artifact file against the PyTorch model it was exported from, or a given reference.
 
     Args:
         path: the artifact.
         model: registry name (default: the artifact's metadata, else the manifest beside it).
+        module: the user's own ``nn.Module`` to compare against (for artifacts hsnet did not make).
+        reference: reference logits ``(N, classes)`` of ``image_source``'s first N images (with ``image_source``).
+        image_source: the images: an image folder or ``.npy`` (:func:`deploy.images.load_images`) [default:
+            Fashion-MNIST test images resized to the input, which proves parity, not accuracy in your domain].
         checkpoint: weights to compare against (default: the artifact's own source: its random seed, or the
             checkpoint recorded in the manifest if that file is still there with the same sha256).
         num_classes: classifier width when ``model`` is given without metadata.
-        images: real test images to compare on.
+        mean, std: normalization of an artifact without metadata [default: 0.5 per channel].
+        images: the most images to compare on.
         threads: intra-op threads of PyTorch and of the artifact's runtime (None: their defaults).
         bisect: on failure, name the first diverging layer (ONNX artifacts).
         seed: image selection seed.
 
     Raises:
-        DeployError: unreadable artifact or unknown source model; ParityError: parity fails (with the bisect
-            result in the message when asked).
+        DeployError: unreadable artifact, unknown source model, reference without images; ParityError: parity
+            fails (with the bisect result in the message when asked).
     """
     from deploy.pipeline import torch_threads
 
+    if sum(x is not None for x in (model, module, reference)) > 1:
+        raise DeployError("compare against one reference: a model name, your module, or reference logits")
+    if reference is not None and image_source is None:
+        raise DeployError("--reference logits need the images they were computed on (--images DIR|FILE.npy)")
     with torch_threads(threads):
-        return _verify(path, model, checkpoint, num_classes, images, threads, bisect, seed)
+        return _verify(path, model, module, reference, image_source, checkpoint, num_classes, mean, std, images,
+                       threads, bisect, seed)  # fmt: skip
 
 
-def _verify(path, model, checkpoint, num_classes, images, threads, bisect, seed) -> VerifyReport:  # noqa: ANN001
+def _spec_geometry(artifact: Any) -> tuple[int, int]:
+    """(channels, side) of an artifact's input, NCHW or NHWC."""
+    spec = artifact.input_spec
+    shape = spec.shape
+    return (shape[1], shape[-1]) if spec.layout == "NCHW" else (shape[-1], shape[1])
+
+
+def _verify(path, model, module, reference, image_source, checkpoint, num_classes, mean, std, images, threads,  # noqa: ANN001
+            bisect, seed) -> VerifyReport:  # fmt: skip
     path = Path(path)
     artifact = load_artifact(path, threads=threads)
     try:
         meta, manifest = artifact_metadata(path, artifact.metadata())
     except DeployError:
-        if model is None:
-            raise
+        if model is None and module is None and reference is None:
+            raise DeployError(
+                f"{path} carries no hsnet metadata and has no manifest beside it: name what to compare against "
+                "(--model NAME or module:callable, or --reference logits.npy with --images)"
+            ) from None
         meta, manifest = None, None
+    notes: list[str] = []
+    if model is not None and meta is not None and ":" not in model and model != meta.model:
+        notes.append(f"the artifact's metadata names model {meta.model!r}; comparing against {model!r} as asked")
+    chans, spec_size = _spec_geometry(artifact)
+    size = meta.input_size if meta else spec_size
+    precision = meta.precision if meta else "fp32"
+    if module is not None or reference is not None:
+        return _verify_given(path, artifact, meta, module, reference, image_source, chans, size, precision, mean,
+                             std, images, seed, notes)  # fmt: skip
     from deploy.prepare import prepare_model
 
     name = model or meta.model  # type: ignore[union-attr]
-    spec_size = artifact.input_spec.shape[-1] if artifact.input_spec.layout == "NCHW" else artifact.input_spec.shape[1]
-    size = meta.input_size if meta else spec_size
     ckpt = _checkpoint_for(meta, manifest, checkpoint) if meta else checkpoint
     seed_weights = (meta.seed if meta and meta.seed is not None else 0) if ckpt is None else 0
     classes = num_classes or (meta.num_classes if meta and ckpt is None else None)
     prepared = prepare_model(name, checkpoint=ckpt, num_classes=classes, input_size=size, seed=seed_weights)
-    precision = meta.precision if meta else "fp32"
-    x, labels, data_classes = parity_images(images, size, mean=prepared.mean, std=prepared.std, seed=seed)
-    trained = ckpt is not None and tuple(prepared.labels) == tuple(data_classes)
+    got = load_images(image_source, count=images, input_size=size, mean=prepared.mean, std=prepared.std, seed=seed)
+    x, labels = got.x, got.labels
+    trained = ckpt is not None and tuple(prepared.labels) == tuple(got.classes or ())
     result = measure_parity(
         artifact, prepared.reference, x, precision=precision, stage=f"verify {path.name}",
-        labels=labels if trained else None,
+        labels=labels if trained else None, source=got.source,
     )  # fmt: skip
-    report = VerifyReport(path=path, model=name, weights=prepared.weights, parity=result)
+    report = VerifyReport(path=path, model=name, weights=prepared.weights, parity=result, images=got.description,
+                          notes=notes)  # fmt: skip
     if not result.passed and bisect:
         if path.suffix.lower() != ".onnx":
             report.divergence = {"description": f"bisect works on ONNX graphs; {path.suffix} is not one"}
@@ -167,12 +208,54 @@ def _verify(path, model, checkpoint, num_classes, images, threads, bisect, seed)
                 if found
                 else {"description": "every layer is within tolerance; only the final logits differ"}
             )
+    return _raise_or_return(report)
+
+
+def _verify_given(path, artifact, meta, module, reference, image_source, chans, size, precision, mean, std,  # noqa: ANN001
+                  images, seed, notes) -> VerifyReport:  # fmt: skip
+    """Parity against the user's own module or against reference logits computed elsewhere."""
+    mean = tuple(mean) if mean is not None else (meta.mean if meta else (0.5,) * chans)
+    std = tuple(std) if std is not None else (meta.std if meta else (0.5,) * chans)
+    if module is not None:
+        import torch
+
+        from deploy.prepare import prepare_module
+
+        prepared = prepare_module(module, torch.zeros(1, chans, size, size), name=meta.model if meta else path.stem,
+                                  mean=mean, std=std)  # fmt: skip
+        got = load_images(image_source, count=images, input_size=size, mean=mean, std=std, seed=seed)
+        result = measure_parity(artifact, prepared.reference, got.x, precision=precision, stage=f"verify {path.name}",
+                                source=got.source)  # fmt: skip
+        report = VerifyReport(path=path, model=prepared.name, weights=prepared.weights, parity=result,
+                              images=got.description, notes=notes)  # fmt: skip
+        return _raise_or_return(report)
+    ref = np.asarray(reference)
+    if ref.ndim != 2 or not np.issubdtype(ref.dtype, np.floating):
+        raise DeployError(f"reference logits must be a float (images, classes) array; got {ref.dtype} {ref.shape}")
+    if not np.isfinite(ref).all():
+        raise DeployError("reference logits contain NaN or infinite values")
+    got = load_images(image_source, count=len(ref), input_size=size, mean=mean, std=std, seed=seed)
+    if len(got.x) != len(ref):
+        raise DeployError(f"{len(ref)} reference rows but {len(got.x)} images in {got.description}; give one row "
+                          "of logits per image, in order")  # fmt: skip
+    out = predict(artifact, got.x)
+    result = compare_logits(
+        ref.astype(np.float32), out, precision=precision, stage=f"verify {path.name}", runtime=artifact.runtime,
+        runtime_version=artifact.runtime_version, threads=artifact.threads,
+        batch=artifact.input_spec.shape[0] if artifact.input_spec.shape[0] > 0 else 16, source=got.source,
+    )  # fmt: skip
+    report = VerifyReport(path=path, model=meta.model if meta else path.stem, weights="reference logits",
+                          parity=result, images=got.description, notes=notes)  # fmt: skip
+    return _raise_or_return(report)
+
+
+def _raise_or_return(report: VerifyReport) -> VerifyReport:
     try:
-        raise_if_failed(result)
+        raise_if_failed(report.parity)
     except ParityError as e:
         if report.divergence:
             err = ParityError(f"{e}; bisect: {report.divergence['description']}")
-            err.result = result  # type: ignore[attr-defined]
+            err.result = report.parity  # type: ignore[attr-defined]
             err.report = report  # type: ignore[attr-defined]
             raise err from None
         e.report = report  # type: ignore[attr-defined]

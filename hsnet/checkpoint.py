@@ -3,8 +3,8 @@
 A checkpoint is one ``torch.save`` file holding a plain dictionary (see :class:`Checkpoint`): only dicts, lists,
 tuples, strings, numbers, ``None`` and tensors, so that ``torch.load(weights_only=True)`` reads it. Loading never
 unpickles arbitrary objects: a file crafted to run code when unpickled is refused before any of its code runs.
-Writing goes through :func:`hsnet.io.atomic_path` (temporary sibling, fsync, rename), so a ``kill -9`` during a
-write leaves the previous checkpoint intact.
+Writing goes through :func:`hsnet.toolbox.atomic.atomic_path` (temporary sibling, fsync, rename), so a
+``kill -9`` during a write leaves the previous checkpoint intact.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from hsnet.errors import HSNetError
-from hsnet.io import atomic_path
+from hsnet.toolbox.atomic import atomic_path
 
 __all__ = [
     "FORMAT",

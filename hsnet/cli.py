@@ -1,4 +1,5 @@
-"""The ``hsnet`` command line: a thin layer over :mod:`hsnet.registry` and :mod:`hsnet.profiling`."""
+"""The ``hsnet`` command line: a thin layer over :mod:`hsnet.registry` and :mod:`hsnet.profiling`, plus the
+subcommands other packages register under the ``hsnet.commands`` entry-point group (see ``pyproject.toml``)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,13 @@ from collections.abc import Sequence
 
 import click
 
-from hsnet.clitools import INPUT_SIZE, NUM_CLASSES, emit_json, user_errors
 from hsnet.errors import HSNetError
-from hsnet.paper import TABLE4, TABLE4_INPUT_SIZE, TABLE4_NUM_CLASSES, table4_row
+from hsnet.models.paper import TABLE4, TABLE4_INPUT_SIZE, TABLE4_NUM_CLASSES, table4_row
 from hsnet.profiling import Profile, profile_model
-from hsnet.profiling.report import format_count, format_profile, format_table, measurement_context
+from hsnet.profiling.report import format_profile, measurement_context
 from hsnet.registry import create_model, list_models, model_info
+from hsnet.toolbox.cli import INPUT_SIZE, NUM_CLASSES, emit_json, user_errors
+from hsnet.toolbox.tables import format_count, format_table
 
 __all__ = ["main"]
 
@@ -141,14 +143,18 @@ def compare_cmd(models: Sequence[str], input_size: int, num_classes: int, as_jso
     click.echo("paper = HSNet paper Table 4 (CIFAR-100); '-' where the paper's figure is unreadable")
 
 
-def _add_subsystems() -> None:
-    """Attach the train/eval, deploy and bench commands (their modules import heavy dependencies lazily)."""
-    from benchmarks.cli import bench
-    from deploy.cli import deploy
-    from hsnet.training.cli import eval_cmd, runs_cmd, train_cmd
-
-    for command in (train_cmd, eval_cmd, runs_cmd, deploy, bench):
-        main.add_command(command)
+#: The entry-point group through which packages add subcommands to ``hsnet`` (train/eval/runs, deploy, bench...):
+#: the zoo never imports the floors above it; each floor registers itself in ``pyproject.toml``.
+COMMAND_GROUP = "hsnet.commands"
 
 
-_add_subsystems()
+def _add_subcommands() -> None:
+    """Attach every command registered in :data:`COMMAND_GROUP` (their modules import heavy dependencies lazily)."""
+    from importlib.metadata import entry_points
+
+    for ep in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+        command = ep.load()
+        main.add_command(command, ep.name)
+
+
+_add_subcommands()

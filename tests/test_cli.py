@@ -79,7 +79,7 @@ def test_bad_input_size_is_rejected(run, size):
 
 def test_model_that_cannot_run_at_a_size_says_so(run):
     result = run("profile", "squeezenet1_0", "--input-size", "8")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "squeezenet1_0 cannot run on a 8x8 input" in result.output and "tested at 224, 32" in result.output
 
 
@@ -92,7 +92,7 @@ def test_compare_json(run):
 
 def test_compare_rejects_bad_name_before_work(run):
     result = run("compare", "hsnet", "nope")
-    assert result.exit_code == 1 and "unknown model 'nope'" in result.output and "profiling" not in result.output
+    assert result.exit_code == 2 and "unknown model 'nope'" in result.output and "profiling" not in result.output
 
 
 def test_real_subprocess():
@@ -110,5 +110,5 @@ def test_real_subprocess():
         timeout=300,
     )
     assert (
-        bad.returncode == 1 and bad.stderr.startswith("Error: unknown model 'nope'") and "Traceback" not in bad.stderr
+        bad.returncode == 2 and bad.stderr.startswith("Error: unknown model 'nope'") and "Traceback" not in bad.stderr
     )

@@ -26,8 +26,8 @@ def _invoke(*args: str):
 
 
 def _fails_cleanly(result, *fragments: str) -> str:
-    """Exit status 1 and exactly one ``Error:`` line naming the fragments; no traceback."""
-    assert result.exit_code == 1, result.output
+    """Exit status 2 (unusable input) and exactly one ``Error:`` line naming the fragments; no traceback."""
+    assert result.exit_code == 2, result.output
     assert isinstance(result.exception, SystemExit), repr(result.exception)
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
     assert len(errors) == 1, result.stderr

@@ -12,12 +12,14 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import torch
 
 from deploy.errors import DeployError
+from deploy.preflight import Finding, graph_findings
+from hsnet.toolbox.machine import package_version
 
 __all__ = ["ExportContext", "ExportOptions", "Exporter", "Finding", "PRECISIONS"]
 
@@ -62,6 +64,8 @@ class ExportContext:
             keys are those of :class:`deploy.metadata.ModelMetadata`.
         rewrites: names of the export rewrites applied to ``model`` (:mod:`deploy.rewrites`), for pre-flight.
         onnx_simplified: False when onnxsim failed and ``onnx_path`` is the checked but unsimplified graph.
+        fused_model: the model re-parameterised but not rewritten (what PyTorch itself runs: the pt2 target);
+            ``None`` means ``model``.
     """
 
     model_name: str
@@ -76,6 +80,7 @@ class ExportContext:
     metadata: dict[str, str] = field(default_factory=dict)
     rewrites: list[str] = field(default_factory=list)
     onnx_simplified: bool = True
+    fused_model: torch.nn.Module | None = None
 
     @property
     def num_classes(self) -> int:
@@ -87,24 +92,6 @@ class ExportContext:
         """NCHW shape of one call of the model (batch 1 stands in for a dynamic batch)."""
         size = self.options.input_size
         return (self.options.batch or 1, len(self.mean), size, size)
-
-
-@dataclass(frozen=True)
-class Finding:
-    """One pre-flight observation about the graph for a target.
-
-    Attributes:
-        target: exporter name.
-        severity: ``"info"`` (a rewrite was applied), ``"warning"`` or ``"error"`` (export cannot proceed).
-        message: one line naming the operation/layer and what was done about it.
-    """
-
-    target: str
-    severity: str
-    message: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"target": self.target, "severity": self.severity, "message": self.message}
 
 
 class Exporter(abc.ABC):
@@ -119,6 +106,8 @@ class Exporter(abc.ABC):
         unsupported_ops: ONNX operation types the target cannot run; the default :meth:`preflight` reports each
             one found in the graph as an error (the pipeline then stops before converting).
         supports_dynamic_batch: False makes :meth:`batch_error` (and so :meth:`validate`) reject ``batch=None``.
+        distributions: the pip distributions that convert or run this target's artifacts; their versions go
+            into the manifest and into the benchmark cache key.
     """
 
     name: ClassVar[str]
@@ -128,6 +117,7 @@ class Exporter(abc.ABC):
     converters: ClassVar[tuple[str, ...]] = ("default",)
     unsupported_ops: ClassVar[frozenset[str]] = frozenset()
     supports_dynamic_batch: ClassVar[bool] = True
+    distributions: ClassVar[tuple[str, ...]] = ()
 
     @abc.abstractmethod
     def check_available(self, options: ExportOptions) -> None:
@@ -161,9 +151,10 @@ class Exporter(abc.ABC):
         1-D convolutions, dynamic dimensions (warnings), operations in :attr:`unsupported_ops` (errors), and lists
         the rewrites in ``ctx.rewrites`` (info). Override to add target-specific checks; call ``super()`` first.
         """
-        from deploy.preflight import graph_findings
-
-        return graph_findings(self, ctx)
+        return graph_findings(
+            self.name, ctx.onnx_path, ctx.rewrites, dynamic_batch_ok=self.supports_dynamic_batch,
+            unsupported_ops=self.unsupported_ops,
+        )  # fmt: skip
 
     def artifact_name(self, ctx: ExportContext) -> str:
         """File name of the artifact, unique per model and precision."""
@@ -192,5 +183,5 @@ class Exporter(abc.ABC):
         return paths
 
     def tool_versions(self) -> dict[str, str]:
-        """Versions of the converters and runtimes this target uses, for the manifest."""
-        return {}
+        """Versions of the converters and runtimes this target uses (:attr:`distributions`), for the manifest."""
+        return {d: package_version(d) for d in self.distributions}

@@ -16,12 +16,12 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from deploy.artifact import Artifact, InputSpec, register_artifact
+from deploy.artifact import Artifact, InputSpec
 from deploy.deps import require
 from deploy.errors import DeployError
 from deploy.metadata import OUTPUT_NAME, ModelMetadata
 from deploy.targets.base import ExportContext, Exporter, ExportOptions, Finding
-from deploy.versions import package_version
+from hsnet.toolbox.machine import package_version
 
 __all__ = ["OnnxArtifact", "OnnxExporter", "session_options"]
 
@@ -31,6 +31,7 @@ class OnnxExporter(Exporter):
 
     name = "onnx"
     suffix = ".onnx"
+    distributions = ("onnx", "onnxruntime", "onnxsim")
     extra = "onnx"
     precisions = ("fp32", "fp16")
     converters = ("torch.onnx",)
@@ -64,9 +65,6 @@ class OnnxExporter(Exporter):
         onnx.save(half, str(out))
         check_onnx(out)
         return out
-
-    def tool_versions(self) -> dict[str, str]:
-        return {d: package_version(d) for d in ("onnx", "onnxruntime", "onnxsim")}
 
 
 def _sort_topologically(graph) -> None:  # noqa: ANN001 - onnx.GraphProto
@@ -107,7 +105,6 @@ def session_options(threads: int | None):  # noqa: ANN201 - onnxruntime is impor
     return opts
 
 
-@register_artifact
 class OnnxArtifact(Artifact):
     """An ``.onnx`` file run by onnxruntime on the CPU.
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -11,8 +10,9 @@ from pathlib import Path
 import numpy as np
 
 from hsnet.errors import HSNetError
+from hsnet.toolbox.digests import file_digests
 
-__all__ = ["DataError", "ImageArrays", "SPLITS", "check_split", "default_data_dir", "file_digests", "verify_digest"]
+__all__ = ["DataError", "ImageArrays", "SPLITS", "check_split", "default_data_dir", "verify_digest"]
 
 SPLITS = ("train", "test")
 
@@ -77,16 +77,6 @@ def check_split(split: str) -> str:
     if split not in SPLITS:
         raise DataError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
     return split
-
-
-def file_digests(path: Path, algorithms: Iterable[str] = ("md5", "sha256")) -> dict[str, str]:
-    """Hex digests of a file's bytes, read once in 1 MiB chunks."""
-    hashers = {a: hashlib.new(a) for a in algorithms}
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            for h in hashers.values():
-                h.update(chunk)
-    return {a: h.hexdigest() for a, h in hashers.items()}
 
 
 def verify_digest(path: Path, expected: Iterable[str], *, what: str = "") -> None:

@@ -344,7 +344,7 @@ def write_cifar_folder(
     Returns:
         the dataset folder.
     """
-    from hsnet.io import atomic_path
+    from hsnet.toolbox.atomic import atomic_path
 
     layout = _layout(name)
     folder = Path(root) / layout["folder"]

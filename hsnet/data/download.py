@@ -25,8 +25,8 @@ from pathlib import Path, PurePosixPath
 
 from hsnet.data.base import DataError, default_data_dir
 from hsnet.data.mnist import DEBIAN_FASHION_GZ_SHA256, GZ_MD5, IDX_FILES
-from hsnet.io import atomic_path
-from hsnet.progress import progress
+from hsnet.toolbox.atomic import atomic_path
+from hsnet.toolbox.progress import progress
 
 __all__ = ["SOURCES", "Source", "download", "ensure_downloaded", "extract_tar", "fetch"]
 

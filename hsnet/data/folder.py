@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from hsnet.data.base import DataError, ImageArrays, check_split
-from hsnet.progress import progress
+from hsnet.toolbox.progress import progress
 
 __all__ = ["DEFAULT_IMAGE_SIZE", "IMAGE_SUFFIXES", "folder_layout", "load_folder"]
 

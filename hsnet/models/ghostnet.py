@@ -19,8 +19,8 @@ from hsnet.layers import ConvBNAct, make_divisible
 from hsnet.layers.ghost import GhostModule
 from hsnet.layers.se import SqueezeExcite
 from hsnet.models.base import Classifier, apply_overrides, init_weights
-from hsnet.paper import table4_reference
-from hsnet.registry import Reference, register_model
+from hsnet.models.paper import table4_reference
+from hsnet.models.registry import Reference, register_model
 
 __all__ = ["GhostBottleneck", "GhostNet", "GhostNetConfig", "ghostnet_100"]
 

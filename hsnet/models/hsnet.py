@@ -27,8 +27,8 @@ from hsnet.layers import ConvBNAct
 from hsnet.layers.eca import ECA
 from hsnet.layers.hetconv import ImprovedHetConv
 from hsnet.models.base import Classifier, apply_overrides, init_weights
-from hsnet.paper import table4_reference
-from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, register_model
+from hsnet.models.paper import table4_reference
+from hsnet.models.registry import CIFAR100_MEAN, CIFAR100_STD, register_model
 
 __all__ = ["HSNet", "HSNetConfig", "ResHetModelA", "ResHetModelB", "StageSpec", "hsnet"]
 

@@ -24,8 +24,8 @@ from torch import nn
 
 from hsnet.layers import ConvBNAct, make_divisible
 from hsnet.models.base import Classifier, apply_overrides, init_weights
-from hsnet.paper import cifar100_repo_reference, table4_reference
-from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
+from hsnet.models.paper import cifar100_repo_reference, table4_reference
+from hsnet.models.registry import CIFAR100_MEAN, CIFAR100_STD, IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
 
 __all__ = ["DepthwiseSeparable", "MobileNetV1", "MobileNetV1Config", "cifar_mobilenetv1", "mobilenetv1_100"]
 

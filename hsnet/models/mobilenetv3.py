@@ -33,7 +33,7 @@ from torch import nn
 from hsnet.layers import ConvBNAct, make_divisible
 from hsnet.layers.se import SqueezeExcite
 from hsnet.models.base import Classifier, apply_overrides, init_weights
-from hsnet.registry import IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
+from hsnet.models.registry import IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
 
 __all__ = [
     "BlockSpec",

@@ -21,7 +21,7 @@ from torch import nn
 
 from hsnet.layers import ConvBNAct
 from hsnet.models.base import Classifier, apply_overrides, init_weights
-from hsnet.registry import IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
+from hsnet.models.registry import IMAGENET_MEAN, IMAGENET_STD, Reference, register_model
 
 __all__ = ["Bottleneck", "ResNet", "ResNetConfig", "resnet50", "resnet50_v1_5"]
 

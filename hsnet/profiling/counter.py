@@ -250,7 +250,7 @@ def profile_model(model: nn.Module, input_size: int | tuple[int, int] = 224, *, 
         batch: batch size of the traced pass (counts scale linearly with it).
     """
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
-    in_chs = _input_channels(model)
+    in_chs = input_channels(model)
     x = torch.zeros(batch, in_chs, h, w)
     counter = _OpCounter()
     counter.ignore_storage_of([x, *model.parameters(), *model.buffers()])
@@ -306,6 +306,7 @@ def profile_model(model: nn.Module, input_size: int | tuple[int, int] = 224, *, 
     )
 
 
-def _input_channels(model: nn.Module) -> int:
+def input_channels(model: nn.Module) -> int:
+    """Input channels of an image model: those of its first 2-D convolution (3 when it has none)."""
     first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
     return first.in_channels if first is not None else 3

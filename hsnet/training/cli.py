@@ -9,8 +9,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from hsnet.clitools import INPUT_SIZE, emit_json, user_errors
 from hsnet.errors import HSNetError
+from hsnet.toolbox.cli import INPUT_SIZE, emit_json, user_errors
 
 __all__ = ["eval_cmd", "runs_cmd", "train_cmd"]
 
@@ -153,7 +153,7 @@ def eval_cmd(checkpoint: str, dataset: str | None, data_dir: str | None, split: 
     from pathlib import Path
 
     from hsnet.checkpoint import load_checkpoint
-    from hsnet.profiling.report import format_table
+    from hsnet.toolbox.tables import format_table
     from hsnet.training.evaluation import evaluate_checkpoint, write_eval_outputs
 
     if dataset is None:
@@ -193,7 +193,7 @@ def runs_cmd(folders: tuple[str, ...], plot: str | None, markdown: bool, as_json
     Settings in which the runs differ (other than the model, device and threads) are named under the table: a
     comparison is fair only under one recipe.
     """
-    from hsnet.profiling.report import format_table, markdown_table
+    from hsnet.toolbox.tables import format_table, markdown_table
     from hsnet.training.plots import plot_runs
     from hsnet.training.runs import differing_settings, read_run, runs_table
 

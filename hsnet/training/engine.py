@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hsnet.progress import progress
+from hsnet.toolbox.progress import progress
 from hsnet.training.distributed import DistInfo, all_reduce_sum
 
 __all__ = ["EpochStats", "EvalResult", "evaluate", "prefetch", "train_one_epoch"]

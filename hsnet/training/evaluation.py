@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from hsnet.checkpoint import Checkpoint, CheckpointError, load_model
-from hsnet.io import atomic_write_json, ensure_writable_dir
+from hsnet.toolbox.atomic import atomic_write_json, ensure_writable_dir
 from hsnet.training.build import resolve_device
 from hsnet.training.engine import EvalResult, evaluate
 from hsnet.training.fit import measurement_context

@@ -32,9 +32,9 @@ from torch import nn
 
 from hsnet.checkpoint import Checkpoint, CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from hsnet.errors import HSNetError
-from hsnet.io import atomic_write_json, atomic_write_text, ensure_writable_dir
-from hsnet.machine import cpu_model, usable_cores
-from hsnet.progress import log
+from hsnet.toolbox.atomic import atomic_write_json, atomic_write_text, ensure_writable_dir
+from hsnet.toolbox.machine import cpu_model, usable_cores
+from hsnet.toolbox.progress import log
 from hsnet.training import distributed
 from hsnet.training.build import (
     RunData,

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from hsnet.io import atomic_path, atomic_write_text
+from hsnet.toolbox.atomic import atomic_path, atomic_write_text
 
 __all__ = ["plot_confusion", "plot_curves", "plot_runs", "write_confusion_csv"]
 

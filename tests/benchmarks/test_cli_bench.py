@@ -21,7 +21,8 @@ def bench(*args: str):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--models", "hsnet,nosuchnet"], "Error: unknown model 'nosuchnet'; valid: cifar_mobilenetv1"),
+        (["--models", "hsnet,nosuchnet"], "Error: unknown model 'nosuchnet'; "),
+        (["--models", "hsnett"], "Error: unknown model 'hsnett'; did you mean hsnet"),
         (["--runtimes", "tvm"], "Error: unknown runtime 'tvm'; valid: torch, onnxruntime, tflite, coreml"),
         (["--precision", "int4"], "Error: unknown precision 'int4'; valid: fp32, fp16, int8"),
         (["--device", "cuda"], "Error: unknown device 'cuda'; valid: cpu"),

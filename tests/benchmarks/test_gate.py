@@ -1,4 +1,4 @@
-"""The gate's verdicts on synthetic sample sets (known truth); real measured runs are in test_harness.py."""
+"""The gate's verdicts on synthetic sample sets (known truth); real measured runs are in test_rounds.py."""
 
 from __future__ import annotations
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.gate import compare_results
-from benchmarks.harness import Config
 from benchmarks.instructions import count_instructions
+from benchmarks.rounds import Config
 from benchmarks.schema import BenchResult, Row
 
 pytestmark = [

@@ -9,8 +9,8 @@ import pytest
 from onnx import numpy_helper
 
 from deploy.bisect import bisect_export, bisect_onnx, module_of_node
+from deploy.images import parity_images
 from deploy.onnx_export import export_onnx
-from deploy.parity import parity_images
 from deploy.prepare import prepare_model
 from deploy.targets.base import ExportContext, ExportOptions
 from deploy.targets.onnx import OnnxExporter

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from deploy.errors import DeployError, ParityError
-from deploy.parity import TOLERANCES, compare_logits, parity_images, predict, raise_if_failed
+from deploy.images import parity_images
+from deploy.parity import TOLERANCES, compare_logits, predict, raise_if_failed
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

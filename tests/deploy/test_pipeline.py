@@ -13,9 +13,10 @@ from onnx import numpy_helper
 
 import hsnet
 from deploy.errors import DeployError
+from deploy.images import load_calibration
 from deploy.manifest import hash_path, read_manifest
 from deploy.metadata import ModelMetadata
-from deploy.pipeline import export_model, load_calibration, plan_targets
+from deploy.pipeline import export_model, plan_targets
 from deploy.targets.base import ExportOptions
 from deploy.targets.onnx import OnnxArtifact, OnnxExporter
 from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD
@@ -101,7 +102,7 @@ def test_fixed_batch_two_pads_an_odd_image_count(tmp_path) -> None:
 
 
 def test_checkpoint_weights_give_accuracy_figures_and_verify_finds_them(tmp_path) -> None:
-    from deploy.parity import parity_images
+    from deploy.images import parity_images
     from deploy.verify import verify_artifact
     from hsnet.checkpoint import Checkpoint, save_checkpoint
     from hsnet.data import FASHION_MNIST_MEAN, FASHION_MNIST_STD
@@ -154,7 +155,7 @@ def test_planning_all_leaves_out_a_target_that_cannot_take_the_batch(batch) -> N
     ("targets", "precisions", "converter", "message"),
     [
         (["onnx"], ["int8"], None, "target onnx does not support precision 'int8'; valid: fp32, fp16"),
-        (["tensorrt"], ["fp32"], None, "unknown target 'tensorrt'; valid: onnx, tflite, coreml, all"),
+        (["tensorrt"], ["fp32"], None, "unknown target 'tensorrt'; valid: onnx, tflite, coreml, pt2, all"),
         (["onnx"], ["fp8"], None, "unknown precision 'fp8'; valid: fp32, fp16, int8"),
         (["onnx"], ["fp32"], "tf2onnx", "no selected target has converter 'tf2onnx'; valid: torch.onnx"),
     ],
@@ -181,7 +182,7 @@ def test_calibration_sources(tmp_path) -> None:
         with pytest.raises(DeployError, match=match):
             load_calibration(bad, input_size=32, mean=CIFAR100_MEAN, std=CIFAR100_STD)
     (tmp_path / "x.txt").write_text("1 2 3")
-    with pytest.raises(DeployError, match="give a .npy file"):
+    with pytest.raises(DeployError, match="give an image folder, a .npy file"):
         load_calibration(tmp_path / "x.txt", input_size=32, mean=CIFAR100_MEAN, std=CIFAR100_STD)
     (tmp_path / "cut.npy").write_bytes(np.save.__doc__.encode()[:50])
     with pytest.raises(DeployError, match="not a readable .npy array"):

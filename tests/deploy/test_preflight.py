@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from deploy.onnx_export import export_onnx
-from deploy.preflight import graph_findings, scan_graph
+from deploy.preflight import scan_graph
 from deploy.targets.base import ExportContext, Exporter, ExportOptions
 from hsnet.layers import ECA, ChannelShuffle
 
@@ -42,7 +42,7 @@ def test_findings_of_an_unrewritten_graph(tmp_path) -> None:
     export_onnx(net, tmp_path / "raw.onnx", input_shape=(1, 3, 8, 8), dynamic_batch=True)
     scan = scan_graph(tmp_path / "raw.onnx")
     assert scan.dynamic_batch and scan.conv1d and scan.high_rank
-    findings = graph_findings(_NoGather(), _ctx(tmp_path / "raw.onnx", []))
+    findings = _NoGather().preflight(_ctx(tmp_path / "raw.onnx", []))
     messages = [(f.severity, f.message) for f in findings]
     assert ("error", "dynamic batch dimension") in messages
     assert any(s == "warning" and "rank-5" in m for s, m in messages)
@@ -55,7 +55,7 @@ def test_unsupported_operation_and_rewrites_are_reported(tmp_path) -> None:
     net = nn.Sequential(nn.Conv2d(3, 8, 1), ChannelShuffle(2)).eval()
     applied = apply_export_rewrites(net, (1, 3, 8, 8))
     export_onnx(net, tmp_path / "g.onnx", input_shape=(1, 3, 8, 8))
-    findings = graph_findings(_NoGather(), _ctx(tmp_path / "g.onnx", [f"{a.rewrite} at {a.module}" for a in applied]))
+    findings = _NoGather().preflight(_ctx(tmp_path / "g.onnx", [f"{a.rewrite} at {a.module}" for a in applied]))
     assert [(f.severity, f.message) for f in findings] == [
         ("info", "rewrite applied: channel_shuffle_gather at 1 modules (1)"),
         ("error", "operation Gather (1 nodes) is not supported by nogather"),
