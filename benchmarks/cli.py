@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from hsnet.errors import EXIT_CHECK_FAILED
+from hsnet.errors import EXIT_CHECK_FAILED, EXIT_INCONCLUSIVE
 from hsnet.toolbox.cli import emit_json, user_errors
 
 __all__ = ["bench"]
@@ -54,7 +54,7 @@ def _write_outputs(result: Any, json_path: Path | None, md_path: Path | None, pl
         click.echo(f"wrote {plot_path}", err=True)
 
 
-def _gate(old: Any, new: Any, threshold: float, metric: str, json_path: Path | None) -> bool:
+def _gate(old: Any, new: Any, threshold: float, metric: str, json_path: Path | None) -> str:
     from benchmarks.gate import compare_results
     from benchmarks.report import gate_lines
     from hsnet.toolbox.atomic import atomic_write_json
@@ -63,7 +63,15 @@ def _gate(old: Any, new: Any, threshold: float, metric: str, json_path: Path | N
     _emit("\n".join(gate_lines(report)))
     if json_path:
         atomic_write_json(json_path, report.to_dict())
-    return report.passed
+    return report.outcome
+
+
+def _exit_for(outcome: str) -> None:
+    """The gate's answer as the exit status: 1 a regression, 4 inconclusive (:mod:`hsnet.errors`), else return."""
+    if outcome == "fail":
+        raise SystemExit(EXIT_CHECK_FAILED)
+    if outcome == "inconclusive":
+        raise SystemExit(EXIT_INCONCLUSIVE)
 
 
 @click.group("bench", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -108,7 +116,11 @@ def _gate(old: Any, new: Any, threshold: float, metric: str, json_path: Path | N
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the result JSON.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a Markdown table.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a Pareto plot PNG.")
-@click.option("--baseline", type=click.Path(dir_okay=False, path_type=Path), help="Compare with this result.")
+@click.option(
+    "--baseline",
+    type=click.Path(path_type=Path),
+    help="Compare with this result, or with the result in this folder recorded on this machine's CPU model.",
+)
 @click.option(
     "--fail-on-regression",
     "threshold",
@@ -170,7 +182,8 @@ def _gate(old: Any, new: Any, threshold: float, metric: str, json_path: Path | N
 def bench(ctx: click.Context, **opts: Any) -> None:
     """Benchmark latency across models, runtimes and precisions; optionally gate against a baseline.
 
-    Exit status: 0 pass, 1 regression, 2 usage error.
+    Exit status: 0 pass, 1 regression, 2 usage error, 3 nothing measured, 4 inconclusive (a baseline from another
+    CPU model), 130 interrupted.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -232,7 +245,13 @@ def _run(o: dict[str, Any]) -> None:
 
     validate_request(req)
     threshold = parse_threshold(o["threshold"]) if o["threshold"] is not None else 0.05
-    baseline = load_result(o["baseline"]) if o["baseline"] is not None else None  # fail before measuring
+    baseline = None
+    if o["baseline"] is not None:  # fail before measuring
+        from benchmarks.gate import select_baseline
+
+        path = select_baseline(o["baseline"])
+        click.echo(f"baseline: {path}", err=True)
+        baseline = load_result(path)
     if baseline is not None:
         _precheck_baseline(baseline, req)
     if o["metric"] == "instructions":
@@ -246,9 +265,9 @@ def _run(o: dict[str, Any]) -> None:
     if baseline is not None:
         _emit("")
         metric = o["gate_metric"] or ("instructions" if o["metric"] == "instructions" else "cpu")
-        passed = _gate(baseline, result, threshold, metric, None)
-        if not passed and o["threshold"] is not None:
-            raise SystemExit(EXIT_CHECK_FAILED)
+        outcome = _gate(baseline, result, threshold, metric, None)
+        if o["threshold"] is not None:
+            _exit_for(outcome)
 
 
 def _precheck_baseline(baseline: Any, req: Any) -> None:
@@ -285,7 +304,7 @@ def _precheck_baseline(baseline: Any, req: Any) -> None:
 def compare_cmd(old: Path, new: Path, threshold: str, gate_metric: str, json_path: Path | None) -> None:
     """Gate NEW against the baseline OLD (two `hsnet bench --json` results).
 
-    Exit status: 0 pass, 1 regression, 2 unreadable or incompatible files.
+    Exit status: 0 pass, 1 regression, 2 unreadable or incompatible files, 4 inconclusive (another CPU model).
     """
     from benchmarks.gate import parse_threshold
     from benchmarks.schema import load_result
@@ -295,8 +314,7 @@ def compare_cmd(old: Path, new: Path, threshold: str, gate_metric: str, json_pat
     if json_path is not None:
         check_writable_file(json_path, what="--json file")
     a, b = load_result(old), load_result(new)
-    if not _gate(a, b, t, gate_metric, json_path):
-        raise SystemExit(EXIT_CHECK_FAILED)
+    _exit_for(_gate(a, b, t, gate_metric, json_path))
 
 
 @bench.command("gate-proof")

@@ -13,12 +13,19 @@ Per row (matched on model, runtime, precision, threads, batch and input size):
 - **Status**: a row that was ``ok`` and now ``failed``.
 
 A row measured only in the new run is ``new``; one only in the baseline is ``missing``; neither fails the gate.
+
+**Another machine model**: the same-round reference workload cancels a uniformly slower or faster machine, not a
+different microarchitecture (on an AMD EPYC, a baseline recorded on an Intel Xeon read TFLite -34.5 % on unchanged
+code). When the baseline's CPU model or vector ISA flags differ from the new run's, every latency verdict is
+``inconclusive`` (the report says why and :attr:`GateReport.inconclusive` holds the reason); size, parity and
+status still decide. Gate base against head in one run instead, or record a baseline on that CPU model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from benchmarks.errors import BaselineError
@@ -32,6 +39,8 @@ __all__ = [
     "GateReport",
     "RowVerdict",
     "compare_results",
+    "machine_mismatch",
+    "select_baseline",
     "is_regression",
     "parse_threshold",
 ]
@@ -122,14 +131,24 @@ class GateReport:
     metric: str
     alpha: float
     normalised: bool
+    inconclusive: str | None = None
 
     @property
     def passed(self) -> bool:
         return not any(r.verdict in ("regression", "failed") for r in self.rows)
 
+    @property
+    def outcome(self) -> str:
+        """``fail`` (a regression or failure), ``inconclusive`` (the data cannot decide) or ``pass``."""
+        if not self.passed:
+            return "fail"
+        return "inconclusive" if any(r.verdict == "inconclusive" for r in self.rows) else "pass"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "passed": self.passed,
+            "outcome": self.outcome,
+            "inconclusive": self.inconclusive,
             "threshold": self.threshold,
             "metric": self.metric,
             "alpha": self.alpha,
@@ -198,7 +217,56 @@ def compare_results(
     for key, base in old_rows.items():
         if key not in seen:
             verdicts.append(RowVerdict(base.label, key, "missing"))
-    return GateReport(verdicts, threshold, metric, alpha, normalise)
+    why = machine_mismatch(old.environment, new.environment)
+    if why is not None:
+        for v in verdicts:
+            latency_only = all(r.startswith(f"{metric} time") for r in v.reasons)
+            if v.change is not None and v.verdict in ("pass", "faster", "regression") and latency_only:
+                v.verdict = "inconclusive"
+    return GateReport(verdicts, threshold, metric, alpha, normalise, inconclusive=why)
+
+
+def select_baseline(path: Path) -> Path:
+    """``path`` itself, or for a folder the ``*.json`` result in it recorded on this machine's CPU model and ISA
+    flags (the newest of several); a folder without one gives its newest result, which the gate then calls
+    inconclusive.
+
+    Raises:
+        BaselineError: no such file or folder, or a folder without results.
+    """
+    import json
+
+    from hsnet.toolbox.machine import cpu_flags, cpu_model
+
+    path = Path(path)
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise BaselineError(f"baseline {path}: no such file or folder")
+    here = {"cpu": cpu_model(), "cpu_flags": cpu_flags()}
+    found: list[tuple[bool, str, Path]] = []
+    for f in sorted(path.glob("*.json")):
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            continue
+        env = data.get("environment") or {} if isinstance(data, dict) else {}
+        found.append((machine_mismatch(env, here) is None, str(data.get("created", "")), f))
+    if not found:
+        raise BaselineError(f"baseline folder {path} holds no result files (*.json)")
+    return max(found)[2]
+
+
+def machine_mismatch(old_env: dict[str, Any], new_env: dict[str, Any]) -> str | None:
+    """Why two results' latencies cannot be compared (another CPU model or ISA), or ``None`` when they can."""
+    a, b = old_env.get("cpu"), new_env.get("cpu")
+    if a and b and a != b:
+        return f"the baseline was measured on {a}, this run on {b}"
+    fa, fb = set(old_env.get("cpu_flags") or ()), set(new_env.get("cpu_flags") or ())
+    if fa and fb and fa != fb:
+        diff = sorted(fa ^ fb)
+        return f"the baseline's CPU has other vector ISA flags ({', '.join(diff[:6])} differ)"
+    return None
 
 
 def _status_word(row: Row) -> str:

@@ -185,6 +185,12 @@ def gate_lines(report: GateReport) -> list[str]:
     norm = "relative to the same-round reference workload" if report.normalised else "raw (not normalised)"
     bad = sum(v.verdict in ("regression", "failed") for v in report.rows)
     outcome = f"FAIL: {bad} row(s) regressed or failed" if bad else "PASS"
+    if not bad and report.outcome == "inconclusive":
+        outcome = (
+            f"INCONCLUSIVE: {report.inconclusive or 'the data cannot decide'}; the same-run reference cancels a "
+            "slower machine, not another microarchitecture: record a baseline on this CPU model "
+            "(benchmarks/baselines/) or gate base against head in one run (benchmarks/ci/bench-gate.yml)"
+        )
     return [
         table,
         "",

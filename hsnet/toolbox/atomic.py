@@ -67,11 +67,15 @@ def check_writable_dir(path: str | Path, what: str = "output folder") -> Path:
             parent cannot be written (one line naming ``path``).
     """
     path = Path(path)
-    base = _nearest_existing(path)
-    if not base.is_dir():
-        raise HSNetError(f"{what} {path} cannot be created: {base} is a file, not a folder")
-    _probe(base, what, path)
+    _check_folder(path, what, path)
     return path
+
+
+def _check_folder(folder: Path, what: str, target: Path) -> None:
+    base = _nearest_existing(folder)
+    if not base.is_dir():
+        raise HSNetError(f"{what} {target} cannot be created: {base} is a file, not a folder")
+    _probe(base, what, target)
 
 
 def check_writable_file(path: str | Path, what: str = "output file") -> Path:
@@ -83,7 +87,7 @@ def check_writable_file(path: str | Path, what: str = "output file") -> Path:
     path = Path(path)
     if path.is_dir():
         raise HSNetError(f"{what} {path} is a folder; give a file path")
-    check_writable_dir(path.parent, what=f"folder of {what}")
+    _check_folder(path.parent, what, path)
     return path
 
 

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
 from benchmarks.errors import BaselineError
-from benchmarks.gate import compare_results, parse_threshold
-from benchmarks.schema import BenchResult, Row
+from benchmarks.gate import compare_results, parse_threshold, select_baseline
+from benchmarks.schema import BenchResult, Row, save_result
+from hsnet.cli import main
+from hsnet.errors import EXIT_CHECK_FAILED, EXIT_INCONCLUSIVE
+from hsnet.toolbox.machine import cpu_flags, cpu_model
 
 ROUNDS, BLOCK = 20, 5
 
@@ -102,3 +109,59 @@ def test_parse_threshold(text, value) -> None:
 def test_parse_threshold_rejects(text) -> None:
     with pytest.raises(BaselineError):
         parse_threshold(text)
+
+
+XEON = {"cpu": "Intel(R) Xeon(R) Processor", "cpu_flags": ["avx2", "avx512f", "fma"]}
+EPYC = {"cpu": "AMD EPYC 7B13", "cpu_flags": ["avx2", "fma", "sse4a"]}
+
+
+def on(result: BenchResult, environment: dict, created: str = "2026-12-01T00:00:00Z") -> BenchResult:
+    result.environment, result.created = dict(environment), created
+    return result
+
+
+def test_another_cpu_model_makes_latency_inconclusive_but_size_still_decides() -> None:
+    report = compare_results(on(synthetic_run(0), XEON), on(synthetic_run(1, factor=0.7), EPYC), threshold=0.05)
+    assert report.rows[0].verdict == "inconclusive" and report.outcome == "inconclusive" and report.passed
+    assert report.inconclusive == "the baseline was measured on Intel(R) Xeon(R) Processor, this run on AMD EPYC 7B13"
+    assert report.to_dict()["outcome"] == "inconclusive"
+    bigger = compare_results(on(synthetic_run(0), XEON), on(synthetic_run(1, size=1100), EPYC), threshold=0.05)
+    assert bigger.rows[0].verdict == "regression" and bigger.outcome == "fail"
+    # Same model name, other ISA (a hypervisor that hides AVX-512): also not comparable.
+    masked = {"cpu": XEON["cpu"], "cpu_flags": ["avx2", "fma"]}
+    flags = compare_results(on(synthetic_run(0), XEON), on(synthetic_run(1), masked), threshold=0.05)
+    assert flags.outcome == "inconclusive" and "avx512f" in (flags.inconclusive or "")
+    same = compare_results(on(synthetic_run(0), XEON), on(synthetic_run(1), XEON), threshold=0.05)
+    assert same.outcome == "pass" and same.inconclusive is None
+
+
+def test_select_baseline_picks_this_cpu_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    here = {"cpu": cpu_model(), "cpu_flags": cpu_flags()}
+    save_result(on(synthetic_run(0), EPYC, "2026-12-02T00:00:00Z"), tmp_path / "amd-epyc.json")
+    save_result(on(synthetic_run(1), here, "2026-11-01T00:00:00Z"), tmp_path / "this-cpu-old.json")
+    save_result(on(synthetic_run(2), here, "2026-11-05T00:00:00Z"), tmp_path / "this-cpu.json")
+    (tmp_path / "notes.json").write_text("not json")
+    assert select_baseline(tmp_path) == tmp_path / "this-cpu.json"  # this CPU's newest, not the newest overall
+    (tmp_path / "this-cpu.json").unlink()
+    (tmp_path / "this-cpu-old.json").unlink()
+    assert select_baseline(tmp_path) == tmp_path / "amd-epyc.json"  # none matches: the gate will say inconclusive
+    assert select_baseline(tmp_path / "amd-epyc.json") == tmp_path / "amd-epyc.json"
+    with pytest.raises(BaselineError, match="no such file or folder"):
+        select_baseline(tmp_path / "nowhere")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(BaselineError, match=r"holds no result files \(\*\.json\)"):
+        select_baseline(empty)
+
+
+def test_compare_exits_4_when_inconclusive_and_1_on_a_size_regression(tmp_path: Path) -> None:
+    save_result(on(synthetic_run(0), XEON), tmp_path / "xeon.json")
+    save_result(on(synthetic_run(1, factor=0.7), EPYC), tmp_path / "epyc.json")
+    save_result(on(synthetic_run(1, size=1100), EPYC), tmp_path / "epyc-big.json")
+    run = CliRunner().invoke(main, ["bench", "compare", str(tmp_path / "xeon.json"), str(tmp_path / "epyc.json"),
+                                    "--json", str(tmp_path / "verdicts.json")])  # fmt: skip
+    assert run.exit_code == EXIT_INCONCLUSIVE, run.output
+    assert "INCONCLUSIVE" in run.stdout and "AMD EPYC 7B13" in run.stdout
+    assert json.loads((tmp_path / "verdicts.json").read_text())["outcome"] == "inconclusive"
+    big = CliRunner().invoke(main, ["bench", "compare", str(tmp_path / "xeon.json"), str(tmp_path / "epyc-big.json")])
+    assert big.exit_code == EXIT_CHECK_FAILED and "FAIL" in big.stdout

@@ -12,7 +12,8 @@ from deploy.targets.coreml.mil.ops import OPS, supported_ops
 RNG = np.random.default_rng(0)
 
 #: Operation types the 19 registered models produce (fp32 and fp16, with and without the export rewrites), as
-#: listed by converting each of them (tests/deploy/targets/coreml/test_coreml.py converts four; docs/deploy.md lists all).
+#: listed by converting each of them (tests/deploy/targets/coreml/test_coreml.py converts four; docs/deploy.md
+#: lists all).
 ZOO_OPS = {
     "add", "avg_pool", "cast", "clip", "concat", "const", "conv", "expand_dims", "gather", "linear", "matmul",
     "max_pool", "mul", "reduce_mean", "relu", "reshape", "sigmoid", "sigmoid_hard", "split", "sub",
