@@ -2,7 +2,8 @@
 a torch.export program, and prove each artifact's parity.
 
 ``deploy.convert(module, example_input, targets=..., precisions=..., images=..., out_dir=...)`` takes any
-``nn.Module``; ``deploy.export_model(name, ...)`` takes a registered model.
+``nn.Module``; ``deploy.export_model(name, ...)`` takes a registered model; ``deploy.convert_onnx_file(path, ...)``
+starts from an ONNX file (ONNX and TFLite targets).
 
 The pipeline and the verify/inspect helpers are imported on first use (they pull in torch and onnx).
 """
@@ -20,6 +21,7 @@ __all__ = [
     "ExportReport",
     "ExportRequest",
     "convert",
+    "convert_onnx_file",
     "InputSpec",
     "MissingDependencyError",
     "ParityError",
@@ -35,6 +37,7 @@ _LAZY = {
     "ExportReport": "deploy.pipeline",
     "ExportRequest": "deploy.pipeline",
     "convert": "deploy.pipeline",
+    "convert_onnx_file": "deploy.pipeline",
     "verify_artifact": "deploy.verify",
     "inspect_artifact": "deploy.verify",
     "load_artifact": "deploy.targets",

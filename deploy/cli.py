@@ -58,6 +58,14 @@ def deploy() -> None:
     help="A registered name (`hsnet models`), or your own network: module:callable or path/to/file.py:callable "
     "returning a torch.nn.Module (with --input-shape).",
 )
+@click.option(
+    "--onnx",
+    "onnx_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="Start from an ONNX classifier you already have (targets onnx and tflite; parity against the file "
+    "itself in onnxruntime). Instead of --model.",
+)
 @click.option("--input-shape", default=None, help="Your network's input, B,C,H,W (e.g. 1,3,160,160; square).")
 @click.option("--labels", default=None, help="Your network's class names, comma-separated [default: class_0...].")
 @click.option("--mean", default=None, help="Your network's per-channel mean, 0..1 units, comma-separated [0.5].")
@@ -115,9 +123,11 @@ def deploy() -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the export report as JSON.")
 @user_errors
+@click.pass_context
 def export_cmd(
-    targets: Sequence[str], model: str, input_shape: str | None, labels: str | None, mean: str | None,
-    std: str | None, images: str | None, checkpoint: Path | None, num_classes: int | None, input_size: int | None,
+    click_ctx: click.Context, targets: Sequence[str], model: str, onnx_file: Path | None, input_shape: str | None,
+    labels: str | None, mean: str | None, std: str | None, images: str | None, checkpoint: Path | None,
+    num_classes: int | None, input_size: int | None,
     batch: int | None, dynamic_batch: bool, precisions: Sequence[str], calibration: str | None, opset: int,
     converter: str | None, bisect: bool, parity_images: int, threads: int, seed: int, out_dir: Path | None,
     as_json: bool,
@@ -127,18 +137,25 @@ def export_cmd(
     Artifacts and manifest.json go to --out; a failed parity check exits non-zero and leaves the failed
     artifact out of the folder.
     """
-    from deploy.pipeline import ExportRequest, convert, export_model
+    from deploy.pipeline import ExportRequest, convert, convert_onnx_file, export_model
     from deploy.user_model import is_spec, load_user_model, parse_input_shape
 
+    if onnx_file is not None:
+        given = click_ctx.get_parameter_source
+        other = [f"--{n.replace('_', '-')}" for n, v in (("model", model), ("checkpoint", checkpoint),
+                 ("num_classes", num_classes), ("input_size", input_size), ("input_shape", input_shape),
+                 ("opset", opset)) if v is not None and given(n) is not click.core.ParameterSource.DEFAULT]  # fmt: skip
+        if other:
+            raise HSNetError(f"--onnx takes the model, its input size and opset from the file; drop {', '.join(other)}")
     if dynamic_batch and batch is not None:
         raise HSNetError("--batch and --dynamic-batch exclude each other; give one")
     calib: Any = calibration
     if calibration is not None and calibration != "fashion-mnist":
         calib = Path(calibration)
-    user = is_spec(model)
+    user = is_spec(model) and onnx_file is None
     if user and input_shape is None:
         raise HSNetError(f"--model {model} is your own network: give its input with --input-shape B,C,H,W")
-    if not user:
+    if not user and onnx_file is None:
         own = [f"--{n}" for n, v in (("input-shape", input_shape), ("labels", labels), ("mean", mean),
                                       ("std", std)) if v is not None]  # fmt: skip
         if own:
@@ -148,13 +165,23 @@ def export_cmd(
             )
     shape = parse_input_shape(input_shape) if user else None
     fixed = None if dynamic_batch else (batch or (shape[0] if shape else 1))
+    if onnx_file is not None and not dynamic_batch and batch is None:
+        from deploy.onnx_import import inspect_onnx
+
+        fixed = inspect_onnx(onnx_file).batch  # the file's own batch (None: symbolic, kept)
+    default_out = onnx_file.stem if onnx_file is not None else model.rpartition(":")[2] if user else model
     request = ExportRequest(
         targets=tuple(_split(targets)), precisions=tuple(_split(precisions)),
-        out_dir=out_dir or Path("exports") / (model.rpartition(":")[2] if user else model), batch=fixed,
+        out_dir=out_dir or Path("exports") / default_out, batch=fixed,
         opset=opset, converter=converter, images=Path(images) if images else None, calibration=calib,
         parity_images=parity_images, bisect=bisect, seed=seed, threads=threads,
     )  # fmt: skip
-    if user:
+    if onnx_file is not None:
+        report = convert_onnx_file(
+            onnx_file, labels=_split([labels]) if labels else None, mean=_floats("--mean", mean),
+            std=_floats("--std", std), request=request,
+        )  # fmt: skip
+    elif user:
         for flag, value in (("--checkpoint", checkpoint), ("--num-classes", num_classes), ("--input-size", input_size)):
             if value is not None:
                 raise HSNetError(f"{flag} is for registered models; your callable builds its own network "
@@ -190,16 +217,17 @@ def _print_report(report: Any) -> None:
     headers = ["target", "precision", "file", "size", "sha256", "max abs", "max rel", "top-1 agree", "accuracy",
                "measured with"]  # fmt: skip
     click.echo(format_table(headers, rows, "llllllrrrl"))
-    click.echo(f"\nparity: each artifact vs the PyTorch model ({report.model}, eval mode, not fused) on "
-               f"{report.images}")  # fmt: skip
+    click.echo(f"\nparity: each artifact vs {report.reference} on {report.images}")
     click.echo(report.simplify.describe())
     g = report.graph
-    cc = g.get("cross_check", {})
-    click.echo(
-        f"graph: {format_count(g.get('params', 0))} parameters, {format_count(g.get('macs_per_image', 0))} MACs per "
-        f"image (profiler: {format_count(cc.get('profiler_params', 0))}, {format_count(cc.get('profiler_macs', 0))}; "
-        f"{'equal' if cc.get('params_equal') and cc.get('macs_equal') else 'DIFFERENT'})"
-    )
+    cc = g.get("cross_check")
+    counted = f"graph: {format_count(g.get('params', 0))} parameters, {format_count(g.get('macs_per_image', 0))} MACs"
+    if cc is None:
+        click.echo(f"{counted} per image (counted from the graph)")
+    else:
+        same = "equal" if cc.get("params_equal") and cc.get("macs_equal") else "DIFFERENT"
+        click.echo(f"{counted} per image (profiler: {format_count(cc.get('profiler_params', 0))}, "
+                   f"{format_count(cc.get('profiler_macs', 0))}; {same})")  # fmt: skip
     for f in report.findings:
         if f.severity != "info":
             click.echo(f"{f.severity}: [{f.target}] {f.message}")

@@ -31,6 +31,7 @@ from deploy.manifest import hash_path, manifest_body, write_manifest
 from deploy.parity import ParityResult, compare_logits, predict, raise_if_failed, reference_logits
 from deploy.targets.base import PRECISIONS, ExportContext, Exporter, ExportOptions, Finding
 from hsnet.toolbox.atomic import check_writable_dir
+from hsnet.toolbox.machine import package_version
 from hsnet.toolbox.progress import log
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "ExportRequest",
     "accuracy_images",
     "convert",
+    "convert_onnx_file",
     "export_model",
     "plan_targets",
     "remove_stale_staging",
@@ -168,6 +170,7 @@ class ExportReport:
         simplify: the onnxsim record (``ok`` False when it failed and the unsimplified graph was used).
         graph: parameters/MACs from the exported graph and the profiler's, with the cross-check.
         images: what the parity images were (one line).
+        reference: what every parity check compared against (one line).
     """
 
     model: str
@@ -180,6 +183,7 @@ class ExportReport:
     simplify: Any
     graph: dict[str, Any]
     images: str = ""
+    reference: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -191,6 +195,7 @@ class ExportReport:
             "timings": self.timings,
             "parity": [p.to_dict() for p in self.parity],
             "parity_images": self.images,
+            "parity_reference": self.reference,
             "onnxsim": self.simplify.to_dict(),
             "graph": self.graph,
         }
@@ -409,6 +414,62 @@ def export_model(
         return _execute(prepared, request, plan, findings, timings)
 
 
+def convert_onnx_file(
+    path: Path | str,
+    *,
+    name: str | None = None,
+    labels: Sequence[str] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    request: ExportRequest | None = None,
+    **options: Any,
+) -> ExportReport:
+    """Export from an ONNX classifier the user already has (no PyTorch module): its simplified fp32 ONNX graph,
+    fp16 ONNX and the TFLite precisions, each proven against the user's file run by onnxruntime in fp32.
+
+    Targets that convert the PyTorch module (CoreML, pt2, TFLite's litert-torch) are refused when named and
+    skipped, with a finding, under ``all``. The graph's batch is kept: a fixed batch must match ``batch``
+    (default: the graph's own). ``opset`` is the file's own; bisect needs the module and is not offered.
+
+    Args:
+        path: the ``.onnx`` file (external data beside it, checked before anything is loaded).
+        name: the name its files carry [default: the file's stem].
+        labels, mean, std, request, options: as for :func:`convert` (mean/std: the normalization the graph
+            expects).
+
+    Returns and raises as :func:`convert`.
+    """
+    from deploy.onnx_import import inspect_onnx, prepare_onnx
+
+    source = inspect_onnx(Path(path))
+    if request is None:
+        options.setdefault("batch", source.batch)
+        request = _request(options)
+    elif options:
+        raise DeployError(f"give the options as request= or as keywords, not both ({', '.join(options)})")
+    if request.bisect:
+        raise DeployError("bisect maps layers of the PyTorch module; an export from an ONNX file has none")
+    plan, findings = request.plan()
+    kept = []
+    for exporter, precision in plan:
+        converter = request.converter if request.converter in exporter.converters else None
+        if not exporter.needs_module(converter):
+            kept.append((exporter, precision))
+            continue
+        what = f"{exporter.name}" + (f" via {converter}" if converter else "")
+        if exporter.name in request.targets:
+            raise DeployError(
+                f"target {what} converts the PyTorch module, which an ONNX file does not hold; from --onnx hsnet "
+                "exports onnx and tflite (onnx2tf); give --model module:callable for the others"
+            )
+        finding = Finding(exporter.name, "info", f"target skipped: {what} needs the PyTorch module")
+        if finding not in findings:
+            findings.append(finding)
+    with torch_threads(request.threads):
+        prepared = prepare_onnx(source.path, name=name, labels=labels, mean=mean, std=std, threads=request.threads)
+        return _execute(prepared, request, kept, findings)
+
+
 def _execute(prepared, request: ExportRequest, plan, findings: list[Finding], timings=None) -> ExportReport:  # noqa: ANN001
     """Validate the options against the prepared model, load the images, then run every stage."""
     options_of: dict[tuple[str, str], ExportOptions] = {}
@@ -503,6 +564,7 @@ class _Run:
             simplify=self.simplify,
             graph=self.graph,
             images=self.images.description,
+            reference=_reference_text(self.prepared),
         )
 
     def _stages(self, work: Path) -> None:
@@ -516,21 +578,27 @@ class _Run:
         self.labels = labels if p.trained and tuple(p.labels) == tuple(self.images.classes or ()) else None
         with _stage(self.timings, "reference", f"[deploy] PyTorch reference logits on {len(x)} images"):
             self.reference = reference_logits(p.reference, x)
-        torch_threads_now = _torch_threads()
-        self._check(reference_logits(p.model, x), "prepare", "fp32", "torch", _torch_version(), torch_threads_now, 32)
-
-        shape = (self.batch or 1, p.in_chans, p.input_size, p.input_size)
-        opset = self.request.opset
         raw = work / "exported.onnx"
-        with _stage(self.timings, "onnx_export", f"[deploy] torch.onnx.export (opset {opset}) + onnx.checker"):
-            export_onnx(
-                p.model,
-                raw,
-                input_shape=shape,
-                dynamic_batch=self.batch is None,
-                opset=opset,
-                metadata=p.metadata().to_strings(),
-            )
+        if p.onnx is not None:
+            from deploy.onnx_import import import_onnx
+
+            with _stage(self.timings, "onnx_import", f"[deploy] {p.onnx.path}: import + onnx.checker"):
+                import_onnx(p.onnx, raw, batch=self.batch, metadata=p.metadata().to_strings())
+        else:
+            torch_threads_now = _torch_threads()
+            self._check(reference_logits(p.model, x), "prepare", "fp32", "torch", _torch_version(), torch_threads_now,
+                        32)  # fmt: skip
+            shape = (self.batch or 1, p.in_chans, p.input_size, p.input_size)
+            opset = self.request.opset
+            with _stage(self.timings, "onnx_export", f"[deploy] torch.onnx.export (opset {opset}) + onnx.checker"):
+                export_onnx(
+                    p.model,
+                    raw,
+                    input_shape=shape,
+                    dynamic_batch=self.batch is None,
+                    opset=opset,
+                    metadata=p.metadata().to_strings(),
+                )
         simplified = work / "simplified.onnx"
         with _stage(self.timings, "onnxsim", "[deploy] onnxsim"):
             self.simplify = simplify_onnx(raw, simplified)
@@ -539,10 +607,9 @@ class _Run:
             self.findings.append(Finding("onnx", "warning", self.simplify.describe()))
         with _stage(self.timings, "graph_stats", "[deploy] parameters and MACs from the graph vs the profiler"):
             self.graph = _graph_figures(simplified, p)
-        if not (self.graph["cross_check"]["params_equal"] and self.graph["cross_check"]["macs_equal"]):
-            self.findings.append(
-                Finding("onnx", "warning", f"graph counts differ from the profiler: {self.graph['cross_check']}")
-            )
+        check = self.graph.get("cross_check")
+        if check is not None and not (check["params_equal"] and check["macs_equal"]):
+            self.findings.append(Finding("onnx", "warning", f"graph counts differ from the profiler: {check}"))
 
         groups: dict[str, tuple[Exporter, list[str]]] = {}  # one conversion run per target, fp32 ONNX first
         for exporter, precision in self.plan:
@@ -685,9 +752,17 @@ def _graph_figures(onnx_path: Path, prepared) -> dict[str, Any]:  # noqa: ANN001
     from hsnet.profiling import profile_model
 
     stats = graph_stats(onnx_path)
+    if prepared.model is None:  # an ONNX file: the graph is all there is to count
+        return stats.to_dict()
     prof = profile_model(prepared.model, prepared.input_size)
     constants = sum(b.numel() for b in prepared.model.buffers() if b.is_floating_point())
     return {**stats.to_dict(), "cross_check": cross_check(stats, prof.params, prof.macs, constants)}
+
+
+def _reference_text(prepared) -> str:  # noqa: ANN001
+    if prepared.onnx is not None:
+        return f"{prepared.onnx.path.name} run by onnxruntime {package_version('onnxruntime')} in fp32"
+    return f"the PyTorch model ({prepared.name}, eval mode, not fused)"
 
 
 def _torch_version() -> str:

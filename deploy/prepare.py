@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -22,7 +23,15 @@ from hsnet.layers.reparam import batchnorm_modules, reparameterize_model
 from hsnet.registry import create_model, model_info
 from hsnet.toolbox.digests import file_sha256
 
-__all__ = ["PreparedModel", "prepare_model", "prepare_module", "randomize_batchnorm", "state_sha256"]
+__all__ = [
+    "PreparedModel",
+    "class_labels",
+    "normalization",
+    "prepare_model",
+    "prepare_module",
+    "randomize_batchnorm",
+    "state_sha256",
+]
 
 
 @dataclass
@@ -42,12 +51,15 @@ class PreparedModel:
         checkpoint: the checkpoint file, if any.
         rewrites: module swaps applied for export.
         unfolded_batchnorm: BatchNorm layers no Conv/Linear could absorb (exported as BatchNormalization).
+        onnx: for an export that starts from the user's ONNX file (:func:`prepare_onnx`), that file; ``reference``
+            is then the file run by onnxruntime and there is no PyTorch ``model``
+            (a :class:`deploy.onnx_import.OnnxSource`; :func:`deploy.onnx_import.prepare_onnx`).
     """
 
     name: str
     reference: nn.Module
-    model: nn.Module
-    fused: nn.Module
+    model: nn.Module | None
+    fused: nn.Module | None
     labels: tuple[str, ...]
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -56,6 +68,7 @@ class PreparedModel:
     checkpoint: Path | None = None
     rewrites: list[AppliedRewrite] = field(default_factory=list)
     unfolded_batchnorm: list[str] = field(default_factory=list)
+    onnx: Any = None
 
     @property
     def trained(self) -> bool:
@@ -195,10 +208,7 @@ def prepare_module(
     b, c, h, w = example_input.shape
     if h != w:
         raise DeployError(f"example_input is {h}x{w}; hsnet deploys square inputs only (give (B, C, S, S))")
-    mean = tuple(float(v) for v in (mean if mean is not None else (0.5,) * c))
-    std = tuple(float(v) for v in (std if std is not None else (0.5,) * c))
-    if len(mean) != c or len(std) != c or any(s <= 0 for s in std):
-        raise DeployError(f"mean and std need {c} values (one per input channel; std > 0), got {mean} and {std}")
+    mean, std = normalization(c, mean, std)
     reference = copy.deepcopy(module).float().eval()
     try:
         with torch.no_grad():
@@ -210,11 +220,28 @@ def prepare_module(
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise DeployError(f"{name} must return logits of shape (batch, classes); it returned {shape}")
     k = int(out.shape[1])
-    labels = tuple(str(v) for v in labels) if labels is not None else tuple(f"class_{i}" for i in range(k))
-    if len(labels) != k:
-        raise DeployError(f"{len(labels)} labels given for {k} logits; give one label per logit")
+    labels = class_labels(k, labels)
     weights = f"module sha256:{state_sha256(reference)}"
     return _finish(name, reference, labels, mean, std, int(h), weights, None, (int(h),))
+
+
+def normalization(
+    c: int, mean: Sequence[float] | None, std: Sequence[float] | None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std [default 0.5 each], checked against ``c`` input channels."""
+    mean = tuple(float(v) for v in (mean if mean is not None else (0.5,) * c))
+    std = tuple(float(v) for v in (std if std is not None else (0.5,) * c))
+    if len(mean) != c or len(std) != c or any(s <= 0 for s in std):
+        raise DeployError(f"mean and std need {c} values (one per input channel; std > 0), got {mean} and {std}")
+    return mean, std
+
+
+def class_labels(k: int, labels: Sequence[str] | None) -> tuple[str, ...]:
+    """One class name per logit [default ``class_0``...]."""
+    out = tuple(str(v) for v in labels) if labels is not None else tuple(f"class_{i}" for i in range(k))
+    if len(out) != k:
+        raise DeployError(f"{len(out)} labels given for {k} logits; give one label per logit")
+    return out
 
 
 def state_sha256(module: nn.Module) -> str:

@@ -51,7 +51,9 @@ class ExportContext:
 
     Attributes:
         model_name: registry name of the model.
-        model: the reparameterized, export-rewritten PyTorch model in eval mode (float32, CPU).
+        model: the reparameterized, export-rewritten PyTorch model in eval mode (float32, CPU); ``None`` for an
+            export that starts from an ONNX file (only exporters whose converter :meth:`Exporter.needs_module`
+            is False run then).
         onnx_path: the checked and simplified ONNX graph of ``model`` (the ONNX-centered route starts here).
         labels: class names, one per logit.
         mean: per-channel normalization mean (0..1 pixel units).
@@ -69,7 +71,7 @@ class ExportContext:
     """
 
     model_name: str
-    model: torch.nn.Module
+    model: torch.nn.Module | None
     onnx_path: Path
     labels: list[str]
     mean: tuple[float, ...]
@@ -108,6 +110,8 @@ class Exporter(abc.ABC):
         supports_dynamic_batch: False makes :meth:`batch_error` (and so :meth:`validate`) reject ``batch=None``.
         distributions: the pip distributions that convert or run this target's artifacts; their versions go
             into the manifest and into the benchmark cache key.
+        module_converters: the converters that convert the PyTorch module, not the ONNX graph (an export that
+            starts from an ONNX file has no module: :meth:`needs_module`).
     """
 
     name: ClassVar[str]
@@ -118,6 +122,11 @@ class Exporter(abc.ABC):
     unsupported_ops: ClassVar[frozenset[str]] = frozenset()
     supports_dynamic_batch: ClassVar[bool] = True
     distributions: ClassVar[tuple[str, ...]] = ()
+    module_converters: ClassVar[frozenset[str]] = frozenset()
+
+    def needs_module(self, converter: str | None = None) -> bool:
+        """True when ``converter`` (``None``: the default) converts the PyTorch module rather than the ONNX graph."""
+        return (converter if converter in self.converters else self.converters[0]) in self.module_converters
 
     @abc.abstractmethod
     def check_available(self, options: ExportOptions) -> None:

@@ -123,7 +123,10 @@ class OnnxArtifact(Artifact):
 
     @classmethod
     def load(cls, path: Path, *, threads: int | None = None) -> OnnxArtifact:
+        from deploy.external_data import check_external_data
+
         ort = require("onnxruntime", "onnx", "running ONNX artifacts")
+        check_external_data(path)  # before onnxruntime follows any path the file names
         try:
             session = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as e:  # noqa: BLE001 - onnxruntime raises its own Fail/InvalidProtobuf types

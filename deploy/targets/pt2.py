@@ -35,6 +35,7 @@ class Pt2Exporter(Exporter):
     extra = "onnx"  # torch is a core dependency; nothing optional is needed
     precisions = ("fp32",)
     converters = ("torch.export",)
+    module_converters = frozenset({"torch.export"})
     supports_dynamic_batch = False
     distributions = ("torch",)
 

@@ -97,6 +97,7 @@ class CoreMLExporter(Exporter):
     extra = "coreml"
     precisions = ("fp32", "fp16")
     converters = ("torch.export",)
+    module_converters = frozenset({"torch.export"})
     supports_dynamic_batch = False
 
     def __init__(self) -> None:

@@ -76,6 +76,7 @@ class TFLiteExporter(Exporter):
     extra = "tflite"
     precisions = ("fp32", "fp16", "int8")
     converters = ("onnx2tf", "litert-torch")
+    module_converters = frozenset({"litert-torch"})
     # TFLite has no sequence or optional tensor types.
     unsupported_ops = frozenset(
         {"SequenceConstruct", "SequenceEmpty", "SequenceAt", "SequenceInsert", "SequenceErase", "SequenceLength",
