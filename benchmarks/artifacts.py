@@ -29,7 +29,7 @@ from typing import Any
 from benchmarks.environment import RUNTIME_DISTRIBUTIONS
 from benchmarks.errors import BenchError
 from hsnet.errors import HSNetError
-from hsnet.toolbox.atomic import atomic_path
+from hsnet.toolbox.atomic import atomic_path, remove_stale_partials
 from hsnet.toolbox.machine import dist_version
 from hsnet.toolbox.progress import log
 
@@ -192,6 +192,9 @@ def build_artifacts(
     extra to install).
     """
     cache = cache or cache_dir()
+    if cache.is_dir():
+        for leftover in remove_stale_partials(cache):
+            log(f"removed {leftover}, left in the artifact cache by a build that was killed")
     out: dict[tuple[str, str], Built | HSNetError] = {}
     by_target: dict[str, list[str]] = {}
     for target, precision in wanted:
@@ -244,8 +247,12 @@ def describe_artifact(path: Path) -> dict[str, Any]:
     The model, precision and input come from ``manifest.json`` beside the file when deploy wrote one; otherwise
     from the file name (``<model>_<precision>.<suffix>``) and the runner reads the input shape from the file.
 
+    The file is opened once here, before any worker starts (:func:`_opened_input`): a truncated, empty or
+    foreign file, or ONNX external data outside the model's folder, is an unusable input, not a ``failed`` row.
+
     Raises:
-        BenchError: missing file or unknown suffix (the message lists the known ones).
+        BenchError: missing file, unknown suffix (the message lists the known ones), or a file its runtime cannot
+            load (the runtime's reason, in one line).
     """
     path = Path(path)
     if not path.exists():
@@ -254,6 +261,7 @@ def describe_artifact(path: Path) -> dict[str, Any]:
     runtime = suffixes.get(path.suffix.lower())
     if runtime is None:
         raise BenchError(f"artifact {path}: unknown format {path.suffix!r}; known: {', '.join(suffixes)}")
+    opened = _opened_input(path) if runtime != "coreml" else None  # CoreML predicts on macOS only
     stem = path.name[: -len(path.suffix)]
     model, _, precision = stem.rpartition("_")
     info: dict[str, Any] = {
@@ -292,12 +300,37 @@ def describe_artifact(path: Path) -> dict[str, Any]:
                     size=a.get("size"),
                     sha256=a.get("sha256"),
                 )
+    if opened is not None and info["input_size"] is None:
+        info["batch"], info["input_size"] = opened
     if info["params"] is None and runtime == "onnxruntime":
         info["params"], info["macs"] = _onnx_counts(path)
     if info["size"] is None and path.is_file():
         info["size"] = path.stat().st_size
         info["sha256"] = _file_sha256(path)
     return info
+
+
+def _opened_input(path: Path) -> tuple[int | None, int | None] | None:
+    """(batch or None, square input side or None) of ``path`` as its runtime opens it; ``None`` when the runtime
+    is not installed here (the row then says so).
+
+    Raises:
+        BenchError: the runtime cannot load the file.
+    """
+    from deploy.errors import MissingDependencyError
+    from deploy.targets import load_artifact
+
+    try:
+        spec = load_artifact(path, threads=1).input_spec
+    except MissingDependencyError:
+        return None
+    except HSNetError as e:
+        raise BenchError(f"artifact {e}") from None
+    shape = spec.shape
+    if len(shape) != 4:
+        return None
+    side = shape[2] if spec.layout == "NCHW" else shape[1]
+    return (shape[0] if shape[0] > 0 else None), (side if side > 0 else None)
 
 
 def _onnx_counts(path: Path) -> tuple[int | None, int | None]:

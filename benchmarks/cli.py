@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from hsnet.errors import EXIT_CHECK_FAILED, EXIT_INCONCLUSIVE
-from hsnet.toolbox.cli import emit_json, user_errors
+from hsnet.toolbox.cli import NUM_CLASSES, emit_json, user_errors
 
 __all__ = ["bench"]
 
@@ -93,7 +93,7 @@ def _exit_for(outcome: str) -> None:
 @click.option("--batch", type=click.IntRange(1, 4096), default=1, show_default=True)
 @click.option(
     "--num-classes",
-    type=click.IntRange(1),
+    type=NUM_CLASSES,
     default=100,
     show_default=True,
     help="Classifier width of every model (the paper's Table 4 uses 100).",
@@ -109,9 +109,10 @@ def _exit_for(outcome: str) -> None:
 @click.option(
     "--processes",
     type=click.IntRange(1, 16),
-    default=1,
+    default=2,
     show_default=True,
-    help="Worker processes per configuration (averages out per-process bias; the CI gate uses 2).",
+    help="Worker processes per configuration, interleaved in every round: their own biases average out, and a "
+    "process stuck in a slow mode shows (the row is flagged).",
 )
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the result JSON.")
 @click.option("--markdown", "md_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a Markdown table.")
@@ -172,6 +173,15 @@ def _exit_for(outcome: str) -> None:
     help="time: latency; instructions: instructions per inference under valgrind (deterministic).",
 )
 @click.option(
+    "--ops",
+    is_flag=True,
+    help="Per-operator breakdown of each row from its runtime's own profiler (onnxruntime): time and MACs per "
+    "operator kind (pointwise, depthwise, grouped, dense, linear, attention, layout, other).",
+)
+@click.option("--ops-layers", is_flag=True, help="With --ops: keep every node's time in the JSON.")
+@click.option("--ops-plot", type=click.Path(dir_okay=False, path_type=Path), help="With --ops: write a PNG of time "
+              "share beside MAC share per kind.")  # fmt: skip
+@click.option(
     "--cache",
     type=click.Path(file_okay=False, path_type=Path),
     default=None,
@@ -200,7 +210,12 @@ def _run(o: dict[str, Any]) -> None:
     from hsnet.registry import list_models
     from hsnet.toolbox.atomic import check_writable_file
 
-    for key, what in (("json_path", "--json"), ("md_path", "--markdown"), ("plot_path", "--plot")):
+    if (o["ops_layers"] or o["ops_plot"]) and not o["ops"]:
+        raise BenchError("--ops-layers and --ops-plot need --ops")
+    if o["ops"] and o["metric"] == "instructions":
+        raise BenchError("--ops measures time per operator; it does not combine with --metric instructions")
+    for key, what in (("json_path", "--json"), ("md_path", "--markdown"), ("plot_path", "--plot"),
+                      ("ops_plot", "--ops-plot")):  # fmt: skip
         if o[key] is not None:  # before minutes of measuring, not after
             check_writable_file(o[key], what=f"{what} file")
     if o["runs"] is not None and o["min_time"] is not None:
@@ -225,6 +240,8 @@ def _run(o: dict[str, Any]) -> None:
         pin=tuple(range(max(threads))) if o["pin"] else None,
         start_timeout_s=o["timeout"],
         block_timeout_s=o["timeout"],
+        ops=o["ops"],
+        ops_layers=o["ops_layers"],
     )
     req = BenchRequest(
         models=models,
@@ -244,6 +261,8 @@ def _run(o: dict[str, Any]) -> None:
     from benchmarks.suite import validate_request
 
     validate_request(req)
+    if o["ops"]:
+        _check_ops_runtimes(req)
     threshold = parse_threshold(o["threshold"]) if o["threshold"] is not None else 0.05
     baseline = None
     if o["baseline"] is not None:  # fail before measuring
@@ -261,13 +280,45 @@ def _run(o: dict[str, Any]) -> None:
     else:
         result = run_bench(req)
     _emit(result_table(result, rich=sys.stdout.isatty()))
+    if o["ops"]:
+        from benchmarks.report import ops_lines, write_ops_plot
+
+        _emit("\n".join(ops_lines(result)))
+        if o["ops_plot"] is not None:
+            write_ops_plot(result, o["ops_plot"])
     _write_outputs(result, o["json_path"], o["md_path"], o["plot_path"])
+    _require_a_measured_row(result)
     if baseline is not None:
         _emit("")
         metric = o["gate_metric"] or ("instructions" if o["metric"] == "instructions" else "cpu")
         outcome = _gate(baseline, result, threshold, metric, None)
         if o["threshold"] is not None:
             _exit_for(outcome)
+
+
+def _check_ops_runtimes(req: Any) -> None:
+    """``--ops`` needs a runtime with a per-operator profiler among those asked for (one line otherwise)."""
+    from benchmarks.errors import BenchError
+
+    suffixes = {".onnx": "onnxruntime", ".tflite": "tflite", ".pt2": "torch", ".mlpackage": "coreml"}
+    runtimes = set(req.runtimes) if req.models or req.user_models else set()
+    runtimes |= {suffixes.get(Path(a).suffix.lower(), "?") for a in req.artifacts}
+    if "onnxruntime" not in runtimes:
+        raise BenchError(
+            f"--ops: no selected runtime has a per-operator profiler ({', '.join(sorted(runtimes))}); onnxruntime has "
+            "(add --runtimes onnxruntime or an .onnx --artifact); LiteRT's Python interpreter has none"
+        )
+
+
+def _require_a_measured_row(result: Any) -> None:
+    """A run in which no row was measured is never a success (exit 3, :class:`hsnet.errors.ToolFailure`)."""
+    from hsnet.errors import ToolFailure
+
+    if result.rows and not any(r.status == "ok" for r in result.rows):
+        statuses = sorted({r.status for r in result.rows})
+        raise ToolFailure(f"no configuration was measured ({len(result.rows)} row(s): {'; '.join(statuses)[:300]})")
+    if not result.rows:
+        raise ToolFailure("no configuration was measured (nothing to run for this request)")
 
 
 def _precheck_baseline(baseline: Any, req: Any) -> None:

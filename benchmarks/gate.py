@@ -213,7 +213,9 @@ def compare_results(
         if base is None:
             verdicts.append(RowVerdict(row.label, row.key, "new" if row.ok else _status_word(row)))
             continue
-        verdicts.append(_compare_row(old, new, base, row, threshold, metric, alpha, normalise))
+        verdict = _compare_row(old, new, base, row, threshold, metric, alpha, normalise)
+        _undecided_if_noisy(verdict, base, row, threshold, metric)
+        verdicts.append(verdict)
     for key, base in old_rows.items():
         if key not in seen:
             verdicts.append(RowVerdict(base.label, key, "missing"))
@@ -224,6 +226,29 @@ def compare_results(
             if v.change is not None and v.verdict in ("pass", "faster", "regression") and latency_only:
                 v.verdict = "inconclusive"
     return GateReport(verdicts, threshold, metric, alpha, normalise, inconclusive=why)
+
+
+def _undecided_if_noisy(v: RowVerdict, base: Row, row: Row, threshold: float, metric: str) -> None:
+    """A latency verdict becomes ``inconclusive`` when a side is noisy (:attr:`Row.noisy`) and the change's 95 %
+    interval holds the threshold: those samples cannot tell a regression from no change."""
+    c = v.change
+    if (
+        c is None
+        or v.verdict not in ("pass", "regression")
+        or not (base.noisy or row.noisy)
+        or metric == "instructions"
+    ):
+        return
+    if not all(r.startswith(f"{metric} time") for r in v.reasons):
+        return  # size, parity or status decided
+    if c.ci95[0] < 1 + threshold < c.ci95[1]:
+        v.verdict = "inconclusive"
+        widths = "/".join(
+            f"±{100 * r.latency.ci_halfwidth_rel:.0f} %"
+            for r in (base, row)
+            if r.latency and r.latency.ci_halfwidth_rel
+        )
+        v.reasons.append(f"noisy ({widths}): the change's interval holds the threshold")
 
 
 def select_baseline(path: Path) -> Path:

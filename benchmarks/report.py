@@ -13,7 +13,7 @@ from pathlib import Path
 
 from benchmarks.environment import machine_line
 from benchmarks.gate import GateReport, verdict_order
-from benchmarks.schema import BenchResult, Row
+from benchmarks.schema import NOISY_CI, BenchResult, Row
 from hsnet.toolbox.atomic import atomic_path, atomic_write_text
 from hsnet.toolbox.tables import format_count, format_table, markdown_table
 
@@ -80,7 +80,7 @@ def _cells(r: Row, headers: list[str]) -> list[str]:
         "params": format_count(r.params),
         "MACs": format_count(r.macs),
         "size MB": "-" if r.artifact_bytes is None else f"{r.artifact_bytes / 1e6:.2f}",
-        "status": r.status,
+        "status": r.status if not r.flags else f"{r.status} ({', '.join(f.split(':')[0] for f in r.flags)})",
     }
     return [cells[h] for h in headers]
 
@@ -124,6 +124,37 @@ def context_lines(result: BenchResult) -> list[str]:
         )
     if result.wall_s is not None:
         lines.append(f"run took {result.wall_s:.0f} s (artifact builds included)")
+    lines += noise_lines(result)
+    return lines
+
+
+def noise_lines(result: BenchResult) -> list[str]:
+    """Warnings for rows whose figure cannot be trusted as it stands: a 95 % interval wider than ±:data:`NOISY_CI`
+    (with the machine's load), bimodal samples, processes that disagree (:attr:`Row.flags`). Empty when none."""
+    wide = [
+        (r.label, r.latency.ci_halfwidth_rel)
+        for r in result.rows
+        if r.latency is not None and r.latency.ci_halfwidth_rel is not None and r.latency.ci_halfwidth_rel > NOISY_CI
+    ]
+    lines = []
+    env = result.environment
+    load = env.get("loadavg") or []
+    cores = env.get("usable_cores") or env.get("logical_cores")
+    if wide:
+        named = ", ".join(f"{label} ±{100 * ci:.0f} %" for label, ci in wide[:4]) + (" ..." if len(wide) > 4 else "")
+        where = f" (load {load[0]:.1f} on {cores} cores at the start)" if load and cores else ""
+        lines.append(
+            f"warning: {len(wide)} row(s) noisy, 95 % interval wider than ±{100 * NOISY_CI:.0f} %{where}: {named}; "
+            "re-run on a quieter machine or with more --rounds before trusting these medians or their ratios"
+        )
+    elif load and cores and load[0] > cores:
+        lines.append(f"warning: the machine was loaded (load {load[0]:.1f} on {cores} cores at the start)")
+    for r in result.rows:
+        for flag in r.flags:
+            lines.append(
+                f"warning: {r.label}: {flag}; a process (or a stretch of one) ran in another mode: re-measure in "
+                "fresh processes before drawing a conclusion from this row"
+            )
     return lines
 
 
@@ -185,11 +216,17 @@ def gate_lines(report: GateReport) -> list[str]:
     norm = "relative to the same-round reference workload" if report.normalised else "raw (not normalised)"
     bad = sum(v.verdict in ("regression", "failed") for v in report.rows)
     outcome = f"FAIL: {bad} row(s) regressed or failed" if bad else "PASS"
-    if not bad and report.outcome == "inconclusive":
+    if not bad and report.outcome == "inconclusive" and report.inconclusive:
         outcome = (
-            f"INCONCLUSIVE: {report.inconclusive or 'the data cannot decide'}; the same-run reference cancels a "
+            f"INCONCLUSIVE: {report.inconclusive}; the same-run reference cancels a "
             "slower machine, not another microarchitecture: record a baseline on this CPU model "
             "(benchmarks/baselines/) or gate base against head in one run (benchmarks/ci/bench-gate.yml)"
+        )
+    elif not bad and report.outcome == "inconclusive":
+        noisy = sum(v.verdict == "inconclusive" for v in report.rows)
+        outcome = (
+            f"INCONCLUSIVE: {noisy} row(s) too noisy to decide (95 % interval wider than ±{100 * NOISY_CI:.0f} % and "
+            "the change's interval holds the threshold); re-run on a quieter machine or with more --rounds"
         )
     return [
         table,
@@ -281,3 +318,75 @@ def _pareto(points: Sequence[tuple[float, float, str]], *, higher_is_better: boo
         if not dominated:
             front.append(p)
     return sorted(front)
+
+
+def ops_lines(result: BenchResult) -> list[str]:
+    """The per-operator breakdown of every row that has one (``--ops``): a table per row and how its node times
+    add up against the row's median; a line saying why for rows without one."""
+    from benchmarks.ops import KINDS
+
+    lines: list[str] = []
+    for r in result.rows:
+        ops = r.ops
+        if ops is None:
+            continue
+        if not ops.get("available"):
+            lines.append(f"\n{r.label}: per-operator profile not available: {ops.get('reason')}")
+            continue
+        rows = []
+        for kind in KINDS:
+            k = ops["kinds"].get(kind)
+            if k is None:
+                continue
+            rows.append([
+                kind, f"{k['ms']:.3f}", _share(k["time_share"]), _share(k["mac_share"]),
+                "-" if k["gmacs_per_s"] is None else f"{k['gmacs_per_s']:.1f}",
+            ])  # fmt: skip
+        lines += ["", f"{r.label}: where the time goes ({ops['source']}; {ops['nodes']} nodes)"]
+        lines.append(format_table(["kind", "ms", "time", "MACs", "GMAC/s"], rows, "lrrrr"))
+        ratio = ops.get("sum_vs_median")
+        lines.append(
+            f"node times sum to {ops['sum_ms']:.3f} ms"
+            + ("" if ratio is None else f" = {ratio:.2f}x the row's median ({ops['median_ms']:.3f} ms)")
+            + f"; a profiled call took {ops['profiled_run_ms']:.3f} ms (profiling adds a little per node)"
+        )
+    return lines
+
+
+def _share(v: float | None) -> str:
+    return "-" if v is None else f"{100 * v:.1f}%"
+
+
+def write_ops_plot(result: BenchResult, path: str | Path) -> Path:
+    """PNG: per row with a breakdown, share of time beside share of MACs per operator kind. Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from benchmarks.ops import KINDS
+
+    rows = [r for r in result.rows if r.ops and r.ops.get("available")]
+    fig, axes = plt.subplots(1, max(1, len(rows)), figsize=(5 * max(1, len(rows)), 4.5), squeeze=False)
+    for ax, r in zip(axes[0], rows, strict=False):
+        kinds = [k for k in KINDS if k in r.ops["kinds"]]
+        x = range(len(kinds))
+        time = [100 * (r.ops["kinds"][k]["time_share"] or 0) for k in kinds]
+        macs = [100 * (r.ops["kinds"][k]["mac_share"] or 0) for k in kinds]
+        ax.bar([i - 0.2 for i in x], time, width=0.4, label="share of time")
+        ax.bar([i + 0.2 for i in x], macs, width=0.4, label="share of MACs")
+        ax.set_xticks(list(x), kinds, rotation=40, ha="right", fontsize=8)
+        ax.set_ylabel("%")
+        ax.set_title(f"{r.label}\n{r.runtime} {r.runtime_version}, median {r.latency.median_ms:.2f} ms"
+                     if r.latency else r.label, fontsize=9)  # fmt: skip
+        ax.legend(fontsize=8)
+        ax.grid(True, axis="y", alpha=0.3)
+    if not rows:
+        axes[0][0].text(0.5, 0.5, "no row has a per-operator profile", ha="center", transform=axes[0][0].transAxes)
+    fig.suptitle(f"hsnet bench --ops: time vs MACs per operator kind\n{machine_line(result.environment)}", fontsize=10)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path

@@ -83,11 +83,13 @@ class Settings:
             tunable; ignored elsewhere). Which physical pages a process gets otherwise biases its speed by up to
             5 % (cache set conflicts, TLB misses); with huge pages that bias fell to the sampling noise here.
         seed: seed of the round order.
+        ops: after the rounds, a per-operator breakdown of each row from its runtime's own profiler
+            (:mod:`benchmarks.ops`; ``ops_runs`` profiled calls, ``ops_layers`` keeps every node).
     """
 
     runs: int = 100
     rounds: int = 20
-    processes: int = 1
+    processes: int = 2
     min_time_s: float | None = None
     max_rounds: int = 2000
     block_warmup: int = 1
@@ -98,6 +100,9 @@ class Settings:
     block_timeout_s: float = 120.0
     gemm: bool = True
     reference: bool = True
+    ops: bool = False
+    ops_layers: bool = False
+    ops_runs: int = 20
     overhead_runs: int = 2000
     huge_pages: bool = True
     seed: int = 0
@@ -147,6 +152,7 @@ class _Group:
     rounds: list[list[float]] = field(default_factory=list)
     cpu_rounds: list[list[float]] = field(default_factory=list)
     switch_rounds: list[list[int]] = field(default_factory=list)
+    per_process: dict[int, list[float]] = field(default_factory=dict)  # id(worker) -> its samples, all rounds
     cpu_s: float = 0.0
     wall_s: float = 0.0
     overhead_ns: list[float] = field(default_factory=list)
@@ -240,12 +246,14 @@ def measure(
         result.gemm = measure_gemm(threads, env=env)
 
     groups: list[_Group] = []
+    paths: dict[int, Path | None] = {}  # id(group) -> its artifact, for the per-operator breakdown
     try:
         todo = [c for c in configs if c.row.ok]
         for i, cfg in enumerate(todo, 1):
             log(f"[{i}/{len(todo)}] loading {cfg.row.label}")
             g = _Group(cfg.row, cfg.row.threads)
             groups.append(g)
+            paths[id(g)] = cfg.artifact
             _start_group(g, worker_job(cfg, settings), settings, env)
             if cfg.infer_input and g.workers:
                 _input_from_artifact(g.row, g.workers[0].ready.get("input_shape") or [])
@@ -276,6 +284,8 @@ def measure(
                 g.row.status = f"failed: {e}"
                 continue
             _fill_measured(g, stats, result.gemm)
+            if settings.ops:
+                _ops(g, paths[id(g)], settings, log)
         result.reference = {
             str(g.threads): {
                 "samples_ms": ms_rounds(g.rounds),
@@ -292,6 +302,26 @@ def measure(
         for g in groups:
             g.close()
     return result
+
+
+def _ops(g: _Group, path: Path | None, settings: Settings, log: Callable[[str], None]) -> None:
+    """The row's per-operator breakdown (:mod:`benchmarks.ops`) from its first worker, after the timed rounds."""
+    from benchmarks.ops import breakdown
+
+    row = g.row
+    assert row is not None
+    log(f"per-operator profile of {row.label}")
+    try:
+        reply = g.workers[0].request({"cmd": "ops", "n": settings.ops_runs, "warmup": 3}, settings.block_timeout_s)
+    except WorkerFailed as e:
+        row.ops = {"available": False, "reason": f"the profiler failed: {e}"}
+        return
+    if not reply.get("available"):
+        row.ops = {"available": False, "reason": reply.get("reason", "not available")}
+        return
+    onnx = path if path is not None and path.suffix == ".onnx" else None
+    median = row.latency.median_ms if row.latency else None
+    row.ops = {"available": True, **breakdown(reply, onnx, median, layers=settings.ops_layers)}
 
 
 def _worker_env(env: Mapping[str, str] | None, settings: Settings) -> dict[str, str]:
@@ -378,6 +408,7 @@ def _rounds(groups: list[_Group], settings: Settings, log: Callable[[str], None]
                     _reference_lost(groups, g.threads, e)
                 continue
             blocks[id(g)].append(reply)
+            g.per_process.setdefault(id(w), []).extend(reply["t"])
         for g in active:
             if g.active:
                 replies = blocks[id(g)]
@@ -410,11 +441,33 @@ def _fill_start(row: Row, ready: dict[str, Any]) -> None:
     row.cold_start_ms = row.load_ms + row.first_inference_ms
 
 
+def flag_row(row: Row, per_process: list[list[float]]) -> None:
+    """Record each process's median and flag a row whose samples are bimodal or whose processes disagree beyond
+    their intervals (:func:`benchmarks.stats.bimodality`, :func:`benchmarks.stats.process_disagreement`):
+    one slow process, or a slow stretch of one, must not pass for the configuration's speed."""
+    from benchmarks.stats import bimodality, process_disagreement
+
+    ms = [[t * 1e3 for t in samples] for samples in per_process]
+    row.process_medians_ms = [round(float(np.median(s)), 6) for s in ms if s] or None
+    modes = bimodality([t for s in ms for t in s])
+    if modes is not None:
+        low = 100 * (1 - modes["high_share"])
+        row.flags.append(
+            f"bimodal: {low:.0f} % of the samples near {modes['low_ms']:.3g} ms, {100 - low:.0f} % near "
+            f"{modes['high_ms']:.3g} ms"
+        )
+    apart = process_disagreement(ms)
+    if apart is not None:
+        medians = ", ".join(f"{m:.3g}" for m in apart["medians"])
+        row.flags.append(f"processes disagree: medians {medians} ms ({apart['ratio']:.2f}x, intervals apart)")
+
+
 def _fill_measured(g: _Group, stats: list[dict[str, Any]], gemm: dict[str, Any]) -> None:
     row = g.row
     assert row is not None
     row.set_samples(g.rounds, g.cpu_rounds)
     row.switches = g.switch_rounds
+    flag_row(row, [g.per_process[id(w)] for w in g.workers if id(w) in g.per_process])
     row.peak_rss_mb = max(s["peak_rss_bytes"] for s in stats) / 2**20
     row.cpu_util = g.cpu_s / g.wall_s if g.wall_s > 0 else None
     assert row.latency is not None

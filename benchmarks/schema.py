@@ -71,7 +71,9 @@ class Row:
     """One measured (or skipped, or failed) configuration.
 
     ``status`` is ``"ok"``, ``"failed: <reason>"`` or ``"skipped: <reason>"``; only ``ok`` rows carry latency.
-    ``samples_ms`` holds the raw timed samples grouped by round (the gate needs the rounds).
+    ``samples_ms`` holds the raw timed samples grouped by round (the gate needs the rounds);
+    ``process_medians_ms`` each worker process's median; ``flags`` what makes the figure untrustworthy
+    (``bimodal: ...``, ``processes disagree: ...``; :func:`benchmarks.rounds.flag_row`).
     """
 
     model: str
@@ -103,6 +105,9 @@ class Row:
     accuracy_top1: float | None = None
     instructions: float | None = None
     cpu_median_ms: float | None = None
+    process_medians_ms: list[float] | None = None
+    flags: list[str] = field(default_factory=list)
+    ops: dict[str, Any] | None = None
     samples_ms: list[list[float]] = field(default_factory=list)
     cpu_samples_ms: list[list[float]] = field(default_factory=list)
     switches: list[list[int]] = field(default_factory=list)
@@ -119,6 +124,14 @@ class Row:
     @property
     def ok(self) -> bool:
         return self.status == STATUS_OK
+
+    @property
+    def noisy(self) -> bool:
+        """True when the median's 95 % interval is wider than ±:data:`NOISY_CI` (too wide to say much), or the
+        samples are bimodal or the processes disagree (:attr:`flags`)."""
+        lat = self.latency
+        wide = lat is not None and lat.ci_halfwidth_rel is not None and lat.ci_halfwidth_rel > NOISY_CI
+        return wide or bool(self.flags)
 
     def set_samples(self, rounds: list[list[float]], cpu_rounds: list[list[float]] | None = None) -> None:
         """Fill latency, throughput and samples from timed samples in seconds, grouped by round.
@@ -143,6 +156,10 @@ class Row:
         row = cls(**_known(cls, d, "row"))
         row.latency = None if lat is None else Latency(**_known(Latency, lat, "latency"))
         return row
+
+
+#: A row whose median's 95 % interval is wider than this (relative half-width) is flagged as noisy.
+NOISY_CI = 0.10
 
 
 @dataclass
@@ -174,6 +191,7 @@ class BenchResult:
         for f in dataclasses.fields(self):
             if f.name != "rows":
                 d[f.name] = getattr(self, f.name)
+        d["noisy_rows"] = [r.label for r in self.rows if r.noisy]  # derived, for readers of the JSON
         d["rows"] = [r.to_dict() for r in self.rows]
         return d
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -226,3 +227,70 @@ def compare_rounds(
         p_slower=mann_whitney_greater(a, b),
         rounds=(int(a.size), int(b.size)),
     )
+
+
+#: Bimodality: each mode holds at least this share of the samples ...
+BIMODAL_MIN_SHARE = 0.1
+#: ... and the upper mode's median is at least this many times the lower one's ...
+BIMODAL_MIN_RATIO = 1.25
+#: ... and the gap between the modes' medians is this many times their spread (median absolute deviation).
+BIMODAL_MIN_SEPARATION = 6.0
+
+
+def bimodality(samples: Sequence[float] | np.ndarray) -> dict[str, float] | None:
+    """The two modes of ``samples`` when there are two, else ``None``.
+
+    The samples' logarithms are split in two where the between-group variance is largest (Otsu's threshold); the
+    split is a second mode when each side holds at least :data:`BIMODAL_MIN_SHARE` of the samples, the upper
+    median is :data:`BIMODAL_MIN_RATIO` times the lower one or more, and the gap between the two medians is at
+    least :data:`BIMODAL_MIN_SEPARATION` times the larger within-mode median absolute deviation. One process stuck
+    in a slow mode (LiteRT int8 at 6.6-7.3 ms with whole stretches at 14-19 ms) meets all three; the long right
+    tail of a busy machine does not (it has no second cluster).
+
+    Returns:
+        ``{"low_ms", "high_ms", "high_share"}`` (the inputs' units), or ``None``.
+    """
+    x = np.sort(np.log(np.asarray(samples, dtype=float)))
+    n = x.size
+    if n < 20 or not np.isfinite(x).all():
+        return None
+    k = np.arange(1, n)
+    left_sum = np.cumsum(x)[:-1]
+    left_mean = left_sum / k
+    right_mean = (x.sum() - left_sum) / (n - k)
+    between = k * (n - k) * (left_mean - right_mean) ** 2
+    lo = max(1, int(np.ceil(BIMODAL_MIN_SHARE * n)))
+    hi = n - lo
+    if hi <= lo:
+        return None
+    cut = lo + int(np.argmax(between[lo - 1 : hi]))  # first index of the upper group
+    low, high = x[:cut], x[cut:]
+    m_low, m_high = float(np.median(low)), float(np.median(high))
+    spread = max(float(np.median(np.abs(low - m_low))), float(np.median(np.abs(high - m_high))), 1e-9)
+    if m_high - m_low < np.log(BIMODAL_MIN_RATIO) or (m_high - m_low) / spread < BIMODAL_MIN_SEPARATION:
+        return None
+    return {"low_ms": float(np.exp(m_low)), "high_ms": float(np.exp(m_high)), "high_share": float(high.size / n)}
+
+
+#: Processes disagree when their medians' 95 % intervals do not overlap and the medians differ by more than this
+#: (a process's own bias, from where its memory lands, is 1-3 % here: docs/benchmarking.md).
+PROCESS_DISAGREEMENT = 0.05
+
+
+def process_disagreement(per_process: Sequence[Sequence[float]]) -> dict[str, Any] | None:
+    """When the processes that measured one configuration disagree beyond their intervals, their medians and
+    intervals; else ``None``. See :data:`PROCESS_DISAGREEMENT`."""
+    summaries = [summarize(s) for s in per_process if len(s) >= 6]
+    if len(summaries) < 2:
+        return None
+    fast = min(summaries, key=lambda s: s.median)
+    slow = max(summaries, key=lambda s: s.median)
+    if fast.ci95 is None or slow.ci95 is None:
+        return None
+    if slow.ci95[0] > fast.ci95[1] and slow.median > (1 + PROCESS_DISAGREEMENT) * fast.median:
+        return {
+            "medians": [s.median for s in summaries],
+            "ci95": [list(s.ci95) if s.ci95 else None for s in summaries],
+            "ratio": slow.median / fast.median,
+        }
+    return None

@@ -20,6 +20,9 @@ warms up, then prints ``{"event": "ready", ...}`` and waits for commands on stdi
   that the thread setting is enforced).
 - ``{"cmd": "overhead", "n": N}``: N timed calls of an empty function through the same timing loop; reply
   ``{"event": "overhead", "t": [...]}``.
+- ``{"cmd": "ops", "n": N, "warmup": W}``: the runtime's own per-operator profile of N calls (after W) in a
+  second session; reply ``{"event": "ops", "available": true, "runs": N, "run_us": ..., "nodes": {name: {"op",
+  "inputs": [shapes], "us": mean per call}}}``, or ``{"event": "ops", "available": false, "reason": ...}``.
 - ``{"cmd": "stats"}``: reply ``{"event": "stats", "peak_rss_bytes": ..., "os_threads": ...}``.
 - ``{"cmd": "quit"}``: exit 0.
 
@@ -97,15 +100,11 @@ def _input_array(np: Any, shape: list[int], dtype: str, seed: int) -> Any:
     return rng.standard_normal(shape).astype(dtype)
 
 
-def _load_onnxruntime(job: dict[str, Any], np: Any) -> tuple[Callable[[], Any], dict[str, Any]]:
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise Skip(f"onnxruntime is not installed: {EXTRAS['onnxruntime']}") from None
-    threads = int(job["threads"])
-    t0 = time.perf_counter()
+def _ort_session(job: dict[str, Any], profile_prefix: str | None = None) -> Any:
+    import onnxruntime as ort
+
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
+    so.intra_op_num_threads = int(job["threads"])
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -113,8 +112,13 @@ def _load_onnxruntime(job: dict[str, Any], np: Any) -> tuple[Callable[[], Any], 
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     so.log_severity_level = 3
-    sess = ort.InferenceSession(job["artifact"], so, providers=["CPUExecutionProvider"])
-    load_s = time.perf_counter() - t0
+    if profile_prefix is not None:
+        so.enable_profiling = True
+        so.profile_file_prefix = profile_prefix
+    return ort.InferenceSession(job["artifact"], so, providers=["CPUExecutionProvider"])
+
+
+def _ort_feed(sess: Any, job: dict[str, Any], np: Any) -> tuple[dict[str, Any], list[int], str]:
     inp = sess.get_inputs()[0]
     dtype = {
         "tensor(float)": "float32",
@@ -124,9 +128,20 @@ def _load_onnxruntime(job: dict[str, Any], np: Any) -> tuple[Callable[[], Any], 
     }.get(inp.type)
     if dtype is None:
         raise RuntimeError(f"input {inp.name!r} has type {inp.type}, which the runner cannot feed")
-    shape = [d if isinstance(d, int) else None for d in inp.shape]
-    shape = _resolve_shape(shape, job)
-    feed = {inp.name: _input_array(np, shape, dtype, job.get("seed", 0))}
+    shape = _resolve_shape([d if isinstance(d, int) else None for d in inp.shape], job)
+    return {inp.name: _input_array(np, shape, dtype, job.get("seed", 0))}, shape, dtype
+
+
+def _load_onnxruntime(job: dict[str, Any], np: Any) -> tuple[Callable[[], Any], dict[str, Any]]:
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise Skip(f"onnxruntime is not installed: {EXTRAS['onnxruntime']}") from None
+    threads = int(job["threads"])
+    t0 = time.perf_counter()
+    sess = _ort_session(job)
+    load_s = time.perf_counter() - t0
+    feed, shape, dtype = _ort_feed(sess, job, np)
     run = sess.run
 
     def call() -> Any:
@@ -140,6 +155,49 @@ def _load_onnxruntime(job: dict[str, Any], np: Any) -> tuple[Callable[[], Any], 
         "threads_set": {"intra_op": threads, "inter_op": 1, "allow_spinning": 0},
     }
     return call, info
+
+
+def _profile_onnxruntime(job: dict[str, Any], np: Any, n: int, warmup: int) -> dict[str, Any]:
+    """Per-node kernel time of ``n`` calls from onnxruntime's own profiler (a second session of the same
+    options), after ``warmup`` calls that are left out. Nodes are the optimized graph's (fused, NCHWc reorders
+    included), each with its operator, input shapes and mean microseconds per call."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hsnet-ops-") as tmp:
+        sess = _ort_session(job, profile_prefix=os.path.join(tmp, "profile"))
+        feed = _ort_feed(sess, job, np)[0]
+        for _ in range(warmup + n):
+            sess.run(None, feed)
+        with open(sess.end_profiling(), encoding="utf-8") as f:
+            events = json.load(f)
+    runs = sorted((e for e in events if e.get("name") == "model_run"), key=lambda e: e["ts"])[-n:]
+    if len(runs) < n:
+        raise RuntimeError(f"the profile holds {len(runs)} runs, not {n}")
+    start = runs[0]["ts"]
+    nodes: dict[str, dict[str, Any]] = {}
+    for e in events:
+        name = e.get("name", "")
+        if e.get("cat") != "Node" or not name.endswith("_kernel_time") or e["ts"] < start:
+            continue
+        args = e.get("args", {})
+        entry = nodes.setdefault(name[: -len("_kernel_time")], {
+            "op": args.get("op_name", "?"),
+            "inputs": [next(iter(d.values())) for d in args.get("input_type_shape", [])],
+            "us": 0.0,
+        })  # fmt: skip
+        entry["us"] += e["dur"]
+    for entry in nodes.values():
+        entry["us"] /= n
+    return {"runs": n, "run_us": sum(r["dur"] for r in runs) / n, "nodes": nodes}
+
+
+#: Per-operator profilers by runtime; the others answer "not available" with the reason.
+_PROFILERS: dict[str, Callable[..., dict[str, Any]]] = {"onnxruntime": _profile_onnxruntime}
+_NO_PROFILER = {
+    "tflite": "LiteRT's Python interpreter has no per-operator profiler (its C++ benchmark tool has one)",
+    "torch": "not wired up for the torch.export program (torch.profiler names ATen calls, not the graph's layers)",
+    "coreml": "CoreML prediction runs on macOS only",
+}
 
 
 def _load_tflite(job: dict[str, Any], np: Any) -> tuple[Callable[[], Any], dict[str, Any]]:
@@ -526,6 +584,21 @@ class Worker:
             finally:
                 gc.enable()
             self.send({"event": "overhead", "t": t})
+        elif kind == "ops":
+            runtime = self.job["runtime"]
+            profiler = _PROFILERS.get(runtime)
+            if profiler is None:
+                reason = _NO_PROFILER.get(runtime, f"no per-operator profiler for {runtime}")
+                self.send({"event": "ops", "available": False, "reason": reason})
+            else:
+                import numpy as np
+
+                try:
+                    found = profiler(self.job, np, int(cmd.get("n", 20)), int(cmd.get("warmup", 3)))
+                except Exception as e:  # noqa: BLE001 - a reply, not a dead worker
+                    self.send({"event": "error", "phase": "ops", "message": f"{type(e).__name__}: {e}"})
+                else:
+                    self.send({"event": "ops", "available": True, **found})
         elif kind == "stats":
             self.send({"event": "stats", "peak_rss_bytes": _peak_rss_bytes(), "os_threads": _os_threads()})
         else:

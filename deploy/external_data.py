@@ -28,7 +28,9 @@ def check_external_data(path: str | Path) -> list[Path]:
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, ValueError...
-        raise DeployError(f"{path} is not an ONNX model (it does not parse as one: {type(e).__name__})") from None
+        raise DeployError(
+            f"{path} is not a readable ONNX model (truncated, or another kind of file: {type(e).__name__})"
+        ) from None
     folder = path.resolve().parent
     found: list[Path] = []
     for tensor in _tensors(proto):

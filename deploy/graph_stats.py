@@ -41,6 +41,8 @@ class GraphStats:
         nodes: number of nodes.
         ops: operation type -> node count.
         macs_by_op: MACs per operation type.
+        layers: per Conv/Gemm/MatMul node: ``name``, ``op``, ``input_shape``, ``weight_shape``, ``macs`` (not in
+            :meth:`to_dict`: the per-operator breakdown of :mod:`benchmarks.ops` reads it).
     """
 
     params: int
@@ -50,13 +52,16 @@ class GraphStats:
     nodes: int
     ops: dict[str, int] = field(default_factory=dict)
     macs_by_op: dict[str, int] = field(default_factory=dict)
+    layers: list[dict[str, Any]] = field(default_factory=list, repr=False)
 
     @property
     def macs_per_image(self) -> int:
         return self.macs // max(self.batch, 1)
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "macs_per_image": self.macs_per_image}
+        d = asdict(self)
+        del d["layers"]
+        return {**d, "macs_per_image": self.macs_per_image}
 
 
 def _dims(value_info, batch_param: str | None = None) -> list[int | None] | None:  # noqa: ANN001
@@ -142,6 +147,7 @@ def graph_stats(model: Any) -> GraphStats:
 
     params = 0
     macs_by_op: Counter[str] = Counter()
+    layers: list[dict[str, Any]] = []
     for node in graph.node:
         if node.op_type in ("Identity", "Constant"):
             continue
@@ -154,6 +160,11 @@ def graph_stats(model: Any) -> GraphStats:
         macs = _node_macs(node, shapes, tensors)
         if macs:
             macs_by_op[node.op_type] += macs
+            layers.append({
+                "name": node.name, "op": node.op_type, "macs": macs,
+                "input_shape": _shape_of(node.input[0], shapes, tensors),
+                "weight_shape": _shape_of(node.input[1], shapes, tensors),
+            })  # fmt: skip
 
     batch = 1
     if model.graph.input:
@@ -167,6 +178,7 @@ def graph_stats(model: Any) -> GraphStats:
         nodes=len(graph.node),
         ops=dict(Counter(n.op_type for n in graph.node)),
         macs_by_op=dict(macs_by_op),
+        layers=layers,
     )
 
 

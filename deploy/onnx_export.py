@@ -8,6 +8,7 @@ batch-2 example for a dynamic batch (docs/deploy.md).
 
 from __future__ import annotations
 
+import errno
 import warnings
 from pathlib import Path
 
@@ -87,6 +88,10 @@ def export_onnx(
                     dynamic_axes=dynamic_axes,
                     do_constant_folding=True,
                 )
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise  # a full disk, not a model the exporter cannot take (exit 3, hsnet.toolbox.cli)
+            raise DeployError(f"ONNX export of {type(model).__name__} failed: {e}") from None
         except Exception as e:  # noqa: BLE001 - torch raises many types; the stage failed either way
             first = (str(e).strip().splitlines() or [type(e).__name__])[0]
             raise DeployError(f"ONNX export of {type(model).__name__} failed: {first}") from None

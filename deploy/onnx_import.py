@@ -66,9 +66,11 @@ def load_onnx_proto(path: str | Path, *, external: bool = False):  # noqa: ANN20
     try:
         proto = onnx.load(str(path), load_external_data=False)
     except Exception as e:  # noqa: BLE001 - protobuf raises DecodeError, RuntimeWarning, ValueError...
-        raise DeployError(f"{path} is not an ONNX model (it does not parse as one: {type(e).__name__})") from None
+        raise DeployError(
+            f"{path} is not a readable ONNX model (truncated, or another kind of file: {type(e).__name__})"
+        ) from None
     if not proto.graph.node and not proto.graph.input:
-        raise DeployError(f"{path} is not an ONNX model (no graph: empty, truncated or another kind of file)")
+        raise DeployError(f"{path} is not a readable ONNX model (no graph: empty, truncated or another kind of file)")
     if external:
         from onnx.external_data_helper import load_external_data_for_model
 

@@ -228,6 +228,7 @@ def compare_logits(
     scale = float(np.abs(ref).max())
     max_rel = max_abs / scale if scale > 0 else (0.0 if max_abs == 0 else float("inf"))
     top_ref, top_out = ref.argmax(1), out.argmax(1)
+    top_out[~np.isfinite(out).all(1)] = -1  # an image with a NaN or infinite logit agrees with nothing
     rows = np.arange(len(ref))
     margin = ref[rows, top_ref] - ref[rows, top_out]
     disagree = top_ref != top_out

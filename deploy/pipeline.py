@@ -12,7 +12,9 @@ export into the same folder, with a line saying so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import os
 import shutil
 import tempfile
@@ -30,7 +32,8 @@ from deploy.images import Images, check_source, load_calibration, load_images, p
 from deploy.manifest import hash_path, manifest_body, write_manifest
 from deploy.parity import ParityResult, compare_logits, predict, raise_if_failed, reference_logits
 from deploy.targets.base import PRECISIONS, ExportContext, Exporter, ExportOptions, Finding
-from hsnet.toolbox.atomic import check_writable_dir
+from hsnet.errors import ToolFailure
+from hsnet.toolbox.atomic import check_writable_dir, pid_alive
 from hsnet.toolbox.machine import package_version
 from hsnet.toolbox.progress import log
 
@@ -293,14 +296,14 @@ def _publish(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+def _missing_parents(folder: Path) -> list[Path]:
+    """``folder`` and its parents that do not exist yet, deepest first (what ``mkdir(parents=True)`` creates)."""
+    missing = []
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    return missing
 
 
 def remove_stale_staging(out_dir: Path) -> list[Path]:
@@ -312,7 +315,7 @@ def remove_stale_staging(out_dir: Path) -> list[Path]:
     removed = []
     for folder in sorted(Path(out_dir).glob(f"{STAGING_PREFIX}*")):
         pid_text = folder.name[len(STAGING_PREFIX) :].split("-", 1)[0]
-        if folder.is_dir() and not (pid_text.isdigit() and _pid_alive(int(pid_text))):
+        if folder.is_dir() and not (pid_text.isdigit() and pid_alive(int(pid_text))):
             shutil.rmtree(folder, ignore_errors=True)
             log(f"[deploy] removed {folder}, left by an export that was killed")
             removed.append(folder)
@@ -540,15 +543,24 @@ class _Run:
 
     # ---- stages -------------------------------------------------------------------------------------------
     def execute(self) -> ExportReport:
+        made = _missing_parents(self.out_dir)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         remove_stale_staging(self.out_dir)
         work = Path(tempfile.mkdtemp(prefix=f"{STAGING_PREFIX}{os.getpid()}-", dir=self.out_dir))
         try:
             self._stages(work)
         except BaseException as e:
+            shutil.rmtree(work, ignore_errors=True)
             if self.artifacts:  # what is in the folder now must be described truthfully
                 status = "interrupted" if isinstance(e, KeyboardInterrupt) else "failed"
-                self._write_manifest(status, str(e) or type(e).__name__)
+                with contextlib.suppress(OSError):  # a full disk: the error being raised says so
+                    self._write_manifest(status, str(e) or type(e).__name__)
+            for folder in made:  # folders this export created and left empty go again
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+            if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+                kept = f"; {len(self.artifacts)} checked artifact(s) kept" if self.artifacts else ""
+                raise ToolFailure(f"no space left on the device writing into {self.out_dir}{kept}") from None
             raise
         finally:
             shutil.rmtree(work, ignore_errors=True)

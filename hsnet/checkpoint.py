@@ -10,6 +10,7 @@ Writing goes through :func:`hsnet.toolbox.atomic.atomic_path` (temporary sibling
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import pickle
 import random
@@ -108,6 +109,11 @@ class Checkpoint:
             model = create_model(self.model, num_classes=self.num_classes, **self.model_args)
         except HSNetError as e:
             raise CheckpointError(f"cannot rebuild the checkpoint's model: {e}") from None
+        except (TypeError, ValueError, RuntimeError) as e:  # a model_args value of the wrong type or range
+            first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+            raise CheckpointError(
+                f"its model_args {self.model_args!r} do not build {self.model} ({type(e).__name__}: {first})"
+            ) from None
         try:
             model.load_state_dict(self.state_dict, strict=True)
         except RuntimeError as e:
@@ -143,11 +149,15 @@ def save_checkpoint(path: str | Path, checkpoint: Checkpoint) -> Path:
     The data is fsync'd before the rename and the folder after it, so the new file survives a power cut too.
     """
     path = Path(path)
-    data = checkpoint.to_dict()
-    with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        torch.save(data, f)
-        f.flush()
-        os.fsync(f.fileno())
+    buffer = io.BytesIO()
+    torch.save(checkpoint.to_dict(), buffer)  # in memory: torch's writer turns a full disk into "unexpected pos"
+    try:
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise OSError(e.errno, e.strerror, str(path)) from None  # the checkpoint's name, not the temporary's
     _fsync_dir(path.parent)
     return path
 
@@ -198,6 +208,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         what = "is a folder, not a file" if path.is_dir() else "does not exist"
         raise CheckpointError(f"checkpoint {path} {what}")
+    _sniff(path)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the restricted unpickler warns about foreign pickle protocols
@@ -208,6 +219,24 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise CheckpointError(f"checkpoint {path} is truncated or corrupt ({first})") from None
     return _validate(data, path)
+
+
+def _sniff(path: Path) -> None:
+    """Refuse, by its first bytes, a file that ``torch.save`` did not write (a zip archive; a legacy pickle), saying
+    what it looks like instead of passing on the unpickler's "Unsupported operand 8"."""
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head[:4] == b"PK\x03\x04" or head[:1] == b"\x80":
+        return
+    if not head:
+        kind = "an empty file"
+    elif path.suffix.lower() == ".onnx" or b"onnx" in head[:64].lower() or head[:1] == b"\x08":
+        kind = "an ONNX model or another protobuf (deploy it with hsnet deploy export --onnx)"
+    elif all(32 <= b < 127 or b in (9, 10, 13) for b in head):
+        kind = "a text file"
+    else:
+        kind = f"another kind of file (it starts with bytes {head[:4].hex(' ')})"
+    raise CheckpointError(f"checkpoint {path} is not a file written by torch.save: it is {kind}")
 
 
 def _unpickling_reason(e: pickle.UnpicklingError) -> str:
@@ -239,6 +268,12 @@ def _validate(data: Any, path: Path) -> Checkpoint:
     bad = [k for k, v in data["state_dict"].items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointError(f"checkpoint {path}: state_dict entry {bad[0]!r} is not a named tensor")
+    broken = [k for k, v in data["state_dict"].items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise CheckpointError(
+            f"checkpoint {path}: {len(broken)} weight tensor(s) hold NaN or inf (first: {broken[0]}); its outputs "
+            "would mean nothing (a diverged run or a damaged file)"
+        )
     if data["num_classes"] < 1 or data["input_size"] < 1 or data["in_chans"] < 1:
         raise CheckpointError(f"checkpoint {path}: num_classes, input_size and in_chans must be positive")
     if len(data["classes"]) != data["num_classes"]:

@@ -68,7 +68,8 @@ def create_model(name: str, *, num_classes: int | None = None, **overrides: Any)
 
     Raises:
         UnknownModelError: if ``name`` is not registered (never substitutes a close match).
-        HSNetError: if ``num_classes`` is not a positive integer.
+        HSNetError: if ``num_classes`` is not a positive integer, or an override is not one the builder takes or
+            has another type than its default (one line naming the valid ones).
     """
     info = model_info(name)
     if num_classes is None:
@@ -76,7 +77,27 @@ def create_model(name: str, *, num_classes: int | None = None, **overrides: Any)
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise HSNetError(f"num_classes must be a positive integer, got {num_classes!r}")
     assert info.builder is not None
+    _check_overrides(name, info.builder, overrides)
     return info.builder(num_classes=num_classes, **overrides)
+
+
+def _check_overrides(name: str, builder: Any, overrides: dict[str, Any]) -> None:
+    """Each override names a keyword of ``builder`` and has its default's type; a builder that takes
+    ``**kwargs`` checks them itself (:func:`hsnet.models.base.apply_overrides`)."""
+    import inspect
+
+    from hsnet.models.base import check_override_type
+
+    params = inspect.signature(builder).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return
+    known = {k: p.default for k, p in params.items() if k != "num_classes"}
+    for key, value in overrides.items():
+        if key not in known:
+            valid = ", ".join(f"{k}={v!r}" for k, v in known.items() if v is not inspect.Parameter.empty)
+            raise HSNetError(f"{name} takes no argument {key!r}; valid: {valid or 'none'}")
+        if known[key] is not inspect.Parameter.empty:
+            check_override_type(name, key, value, known[key])
 
 
 def list_models(pattern: str = "*") -> list[str]:

@@ -127,7 +127,7 @@ def test_unknown_model_suggests_names(tmp_path):
 def test_unwritable_output_folder(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    _fails_cleanly(_invoke("train", *TINY, "--out", blocker / "run"), "not writable")
+    _fails_cleanly(_invoke("train", *TINY, "--out", blocker / "run"), "run folder", "cannot be created", "is a file")
     _fails_cleanly(
         _invoke("eval", tmp_path / "x.pt", "--out", blocker / "ev"), "x.pt"
     )  # the missing checkpoint is reported first
@@ -210,3 +210,60 @@ def test_runs_refuses_what_is_not_a_run(run_copy, tmp_path):
     _fails_cleanly(_invoke("runs", run_copy), "metrics.jsonl line 3 is not an epoch record (no 'test_top1')")
     (run_copy / "config.json").write_text("{")
     _fails_cleanly(_invoke("runs", run_copy), "config.json is not a valid run configuration")
+
+
+def _with(checkpoint: Path, out: Path, **changes) -> Path:
+    """A copy of ``checkpoint`` with fields replaced (saved with torch.save, as a damaged or hostile file is)."""
+    import torch
+
+    data = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    data.update(changes)
+    torch.save(data, out)
+    return out
+
+
+def test_files_that_are_not_checkpoints_are_named_for_what_they_are(tmp_path):
+    (tmp_path / "notes.pt").write_text("these are my notes, not weights\n")
+    _fails_cleanly(_invoke("eval", tmp_path / "notes.pt", "--dataset", "fashion-mnist"), "not a file written by "
+                   "torch.save: it is a text file")  # fmt: skip
+    (tmp_path / "model.onnx").write_bytes(b"\x08\x08\x12\x07pytorch" + bytes(200))
+    _fails_cleanly(_invoke("eval", tmp_path / "model.onnx", "--dataset", "fashion-mnist"), "it is an ONNX model")
+    (tmp_path / "empty.pt").write_bytes(b"")
+    _fails_cleanly(_invoke("eval", tmp_path / "empty.pt", "--dataset", "fashion-mnist"), "it is an empty file")
+
+
+def test_nan_weights_and_wrong_typed_model_args_are_refused_at_load(fmnist_checkpoint, tmp_path):
+    import torch
+
+    state = torch.load(fmnist_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    broken = dict(state, **{first: torch.full_like(state[first], float("nan"))})
+    nan = _with(fmnist_checkpoint, tmp_path / "nan.pt", state_dict=broken)
+    _fails_cleanly(_invoke("eval", nan), "1 weight tensor(s) hold NaN or inf", first)
+    _fails_cleanly(_invoke("deploy", "export", "--checkpoint", nan, "--out", tmp_path / "x"), "hold NaN or inf")
+    assert not (tmp_path / "x").exists()
+    typed = _with(fmnist_checkpoint, tmp_path / "typed.pt", model_args={"drop_rate": "abc"})
+    _fails_cleanly(_invoke("eval", typed), "drop_rate='abc': takes a float (default 0.2), got str")
+    _fails_cleanly(_invoke("deploy", "export", "--checkpoint", typed, "--out", tmp_path / "y"), "takes a float")
+    _fails_cleanly(_invoke("train", *TINY, "--model-arg", "drop_rate=abc", "--out", tmp_path / "r"),
+                   "drop_rate='abc': takes a float")  # fmt: skip
+    assert not (tmp_path / "r").exists()
+
+
+def test_outputs_that_overflow_are_a_failed_check_not_a_figure(fmnist_checkpoint, tmp_path):
+    import torch
+
+    state = torch.load(fmnist_checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    huge = {k: (torch.full_like(v, 3e38) if v.is_floating_point() and "weight" in k else v) for k, v in state.items()}
+    path = _with(fmnist_checkpoint, tmp_path / "huge.pt", state_dict=huge)
+    result = _invoke("eval", path, "--subset", "20", "--out", tmp_path / "ev")
+    assert result.exit_code == 1, result.output
+    assert "outputs on fashion-mnist are not finite" in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "ev").exists()
+
+
+def test_output_paths_are_checked_before_the_work(run_copy, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    _fails_cleanly(_invoke("eval", run_copy / "best.pt", "--out", blocker / "ev"), "cannot be created", "is a file")
+    _fails_cleanly(_invoke("runs", run_copy, "--plot", blocker / "p.png"), "--plot file", "cannot be created")

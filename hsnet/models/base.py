@@ -10,7 +10,7 @@ from torch import nn
 
 from hsnet.errors import HSNetError
 
-__all__ = ["Classifier", "apply_overrides", "init_weights"]
+__all__ = ["Classifier", "apply_overrides", "check_override_type", "init_weights"]
 
 C = TypeVar("C")
 
@@ -27,7 +27,32 @@ def apply_overrides(cfg: C, overrides: dict[str, Any]) -> C:
         raise HSNetError(
             f"unknown override(s) {', '.join(unknown)} for {type(cfg).__name__}; valid: {', '.join(valid)}"
         )
+    for key, value in overrides.items():
+        check_override_type(type(cfg).__name__, key, value, getattr(cfg, key))
     return dataclasses.replace(cfg, **overrides)  # type: ignore[type-var]
+
+
+def check_override_type(owner: str, key: str, value: Any, default: Any) -> None:
+    """An override must have its default's type (an int passes for a float; a list for a tuple); ``None``
+    defaults take anything.
+
+    Raises:
+        HSNetError: ``owner argument key='abc': takes a float (default 0.2), got str``.
+    """
+    if default is None:
+        return
+    want: type = float if isinstance(default, float) else list if isinstance(default, tuple) else type(default)
+    if want is float:
+        fits = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif want is list:
+        fits = isinstance(value, (list, tuple))
+    else:
+        fits = isinstance(value, want) and (want is bool or not isinstance(value, bool))
+    if not fits:
+        shown = repr(default) if len(repr(default)) <= 40 else f"a {type(default).__name__}"
+        raise HSNetError(
+            f"{owner} argument {key}={value!r}: takes a {want.__name__} (default {shown}), got {type(value).__name__}"
+        )
 
 
 class Classifier(nn.Module):

@@ -91,16 +91,48 @@ def check_writable_file(path: str | Path, what: str = "output file") -> Path:
     return path
 
 
+PARTIAL_SUFFIX = ".partial"
+
+
+def pid_alive(pid: int) -> bool:
+    """True while process ``pid`` exists (on this machine, in this PID namespace)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_partials(folder: str | Path) -> list[Path]:
+    """Remove the temporaries of :func:`atomic_path` in ``folder`` whose writer no longer runs (``kill -9``, power
+    loss); a live writer's are left alone. Returns what was removed."""
+    removed = []
+    for tmp in sorted(Path(folder).glob(f".*{PARTIAL_SUFFIX}")):
+        parts = tmp.name[: -len(PARTIAL_SUFFIX)].split(".")
+        pid = next((int(p) for p in reversed(parts[:-1]) if p.isdigit()), None)
+        if pid is not None and pid_alive(pid):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        removed.append(tmp)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary sibling of ``path`` to write (a file or a directory); rename it into place on success.
 
     On any exception (KeyboardInterrupt included) the temporary is removed and ``path`` is left untouched.
-    The temporary name starts with ``.`` and ends with ``.partial`` so that it is never mistaken for output.
+    The temporary name starts with ``.``, holds the writer's pid and ends with ``.partial`` so that it is never
+    mistaken for output and :func:`remove_stale_partials` can tell a dead writer's leftover from a live one's.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=PARTIAL_SUFFIX)
     os.close(fd)
     tmp = Path(tmp_name)
     tmp.unlink()  # the writer creates a file or a directory of this name

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from hsnet.errors import HSNetError
+from hsnet.errors import CheckFailed, HSNetError
+from hsnet.toolbox.atomic import check_writable_dir, check_writable_file
 from hsnet.toolbox.cli import INPUT_SIZE, emit_json, user_errors
 
 __all__ = ["eval_cmd", "runs_cmd", "train_cmd"]
@@ -116,6 +118,7 @@ def train_cmd(recipe: str, model_arg: tuple[str, ...], milestones: str | None, o
     else:
         config = make_config(recipe, **given)
         out = out or f"runs/{config.model}-{config.dataset}"
+        check_writable_dir(out, what="run folder")  # before the data loads and the first epoch, not after
     result = fit(config, out, resume=resume, overwrite=overwrite)
     if as_json and os.environ.get("RANK", "0") == "0":  # under torchrun, rank 0 alone reports
         emit_json(
@@ -160,12 +163,18 @@ def eval_cmd(checkpoint: str, dataset: str | None, data_dir: str | None, split: 
         dataset = load_checkpoint(checkpoint).config.get("dataset")
         if not dataset:
             raise HSNetError(f"{checkpoint} does not say which dataset it was trained on; pass --dataset")
+    path = Path(checkpoint)
+    out_dir = check_writable_dir(out or path.with_name(f"{path.stem}-eval-{dataset}"), what="eval output folder")
     report = evaluate_checkpoint(
         checkpoint, dataset, data_dir=data_dir, split=split, subset=subset, batch_size=batch_size, device=device,
         threads=threads, show_progress=not as_json,
     )  # fmt: skip
-    path = Path(checkpoint)
-    files = write_eval_outputs(report, out or path.with_name(f"{path.stem}-eval-{dataset}"))
+    if not math.isfinite(report.result.loss):  # finite weights can still overflow; never report such figures
+        raise CheckFailed(
+            f"{checkpoint}: the model's outputs on {dataset} are not finite (loss {report.result.loss}); its accuracy "
+            "would mean nothing"
+        )
+    files = write_eval_outputs(report, out_dir)
     if as_json:
         emit_json({**report.to_dict(), "files": [str(f) for f in files]})
         return
@@ -197,6 +206,8 @@ def runs_cmd(folders: tuple[str, ...], plot: str | None, markdown: bool, as_json
     from hsnet.training.plots import plot_runs
     from hsnet.training.runs import differing_settings, read_run, runs_table
 
+    if plot:
+        check_writable_file(plot, what="--plot file")
     runs = [read_run(f) for f in folders]
     differ = differing_settings(runs)
     datasets = sorted({r.config.dataset for r in runs})

@@ -129,6 +129,9 @@ def _check(c: TrainConfig) -> None:
         if not ok:
             raise ConfigError(message)
 
+    from hsnet.registry import model_info
+
+    model_info(c.model)  # an unknown name fails first, with close matches, before any data is looked for
     for name in ("epochs", "batch_size", "grad_accum", "input_size", "in_chans", "eval_batch_size"):
         value = getattr(c, name)
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -85,3 +87,56 @@ def test_measure_write_and_gate(tmp_path: Path, artifacts: dict[str, Path]) -> N
 
     other_size = bench("--models", "hsnet", "--input-size", "64", "--baseline", str(out / "base.json"))
     assert other_size.exit_code == 2 and "incompatible baseline: it was measured at input size 32" in other_size.stderr
+
+
+def test_unusable_artifacts_exit_2_before_measuring(tmp_path: Path, artifacts: dict[str, Path]) -> None:
+    import onnx
+
+    (tmp_path / "empty_fp32.tflite").write_bytes(b"")
+    model = onnx.load(str(artifacts["small"]))
+    tensor = max(model.graph.initializer, key=lambda t: len(t.raw_data))
+    tensor.ClearField("raw_data")
+    tensor.data_location = onnx.TensorProto.EXTERNAL
+    entry = tensor.external_data.add()
+    entry.key, entry.value = "location", "/etc/hostname"
+    onnx.save(model, str(tmp_path / "outside_fp32.onnx"))
+    cases = (
+        (artifacts["corrupt"], "is not a readable ONNX model"),
+        (tmp_path / "empty_fp32.tflite", "not a valid TFLite flatbuffer"),
+        (tmp_path / "outside_fp32.onnx", "keeps its data at '/etc/hostname', outside the model's folder"),
+    )
+    for path, message in cases:
+        result = bench("--artifact", str(path), *QUICK, "--json", str(tmp_path / "r.json"))
+        assert result.exit_code == 2, result.output
+        assert result.stderr.startswith("Error: artifact ") and message in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and not (tmp_path / "r.json").exists()
+
+
+@pytest.mark.skipif(sys.platform == "darwin", reason="CoreML can run here")
+def test_a_run_that_measures_no_row_exits_3(tmp_path: Path) -> None:
+    package = tmp_path / "mine_fp32.mlpackage"  # CoreML predicts on macOS only: its row is skipped here
+    package.mkdir()
+    result = bench("--artifact", str(package), *QUICK, "--json", str(tmp_path / "r.json"))
+    assert result.exit_code == 3, result.output
+    assert "Error: no configuration was measured (1 row(s): skipped: CoreML prediction needs macOS)" in result.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["rows"][0]["status"].startswith("skipped")  # still written
+
+
+def test_a_noisy_row_is_flagged() -> None:
+    from benchmarks.report import noise_lines
+    from benchmarks.schema import NOISY_CI, BenchResult, Row
+
+    rng = np.random.default_rng(0)
+    quiet, noisy = Row("a", "onnxruntime", "fp32", 1, 1, 32), Row("b", "onnxruntime", "fp32", 1, 1, 32)
+    quiet.set_samples([list(1e-3 * rng.lognormal(0, 0.01, 10)) for _ in range(8)])
+    noisy.set_samples([list(1e-3 * rng.lognormal(0, 0.8, 10)) for _ in range(8)])
+    assert quiet.latency.ci_halfwidth_rel < NOISY_CI < noisy.latency.ci_halfwidth_rel
+    env = {"loadavg": [4.6, 4.0, 3.0], "usable_cores": 2}
+    assert noise_lines(BenchResult(rows=[quiet], environment={"loadavg": [0.5, 0.5, 0.5], "usable_cores": 2})) == []
+    assert noise_lines(BenchResult(rows=[quiet], environment=env)) == [
+        "warning: the machine was loaded (load 4.6 on 2 cores at the start)"
+    ]
+    (line,) = noise_lines(BenchResult(rows=[quiet, noisy], environment=env))
+    assert line.startswith("warning: 1 row(s) noisy, 95 % interval wider than ±10 % (load 4.6 on 2 cores at the start)")
+    assert "b onnxruntime fp32" in line and "a onnxruntime" not in line
+    assert BenchResult(rows=[quiet, noisy]).to_dict()["noisy_rows"] == [noisy.label]

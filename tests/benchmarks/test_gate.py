@@ -165,3 +165,21 @@ def test_compare_exits_4_when_inconclusive_and_1_on_a_size_regression(tmp_path: 
     assert json.loads((tmp_path / "verdicts.json").read_text())["outcome"] == "inconclusive"
     big = CliRunner().invoke(main, ["bench", "compare", str(tmp_path / "xeon.json"), str(tmp_path / "epyc-big.json")])
     assert big.exit_code == EXIT_CHECK_FAILED and "FAIL" in big.stdout
+
+
+def test_a_noisy_row_whose_interval_holds_the_threshold_is_inconclusive() -> None:
+    def run(seed: int, factor: float, noise: float) -> BenchResult:
+        rng = np.random.default_rng(seed)
+        row = Row("hsnet", "onnxruntime", "fp32", 1, 1, 32, artifact_bytes=1000)
+        model = [list(10e-3 * factor * rng.lognormal(0, noise, BLOCK)) for _ in range(ROUNDS)]
+        row.set_samples(model, model)
+        ref = [list(8 * rng.lognormal(0, 0.01, BLOCK)) for _ in range(ROUNDS)]
+        return BenchResult(rows=[row], reference={"1": {"samples_ms": ref, "cpu_samples_ms": ref}})
+
+    noisy = compare_results(run(0, 1.0, 0.01), run(1, 1.05, 0.6), threshold=0.05)
+    assert noisy.rows[0].verdict == "inconclusive" and noisy.outcome == "inconclusive", noisy.rows[0]
+    assert "noisy" in noisy.rows[0].reasons[-1] and noisy.inconclusive is None
+    quiet = compare_results(run(0, 1.0, 0.01), run(1, 1.3, 0.01), threshold=0.05)
+    assert quiet.rows[0].verdict == "regression"  # a clear slowdown on quiet samples still fails
+    far = compare_results(run(0, 1.0, 0.01), run(1, 3.0, 0.3), threshold=0.05)
+    assert far.rows[0].verdict == "regression"  # noisy, but its interval lies wholly above the threshold

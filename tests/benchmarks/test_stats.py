@@ -97,3 +97,40 @@ def test_reference_normalisation_cancels_a_slower_machine() -> None:
         compare_rounds(model, slow_model, ref, None)
     with pytest.raises(ValueError):
         round_ratios(model, ref[:-1])
+
+
+def test_bimodal_samples_and_disagreeing_processes_are_flagged() -> None:
+    from benchmarks.rounds import flag_row
+    from benchmarks.schema import Row
+    from benchmarks.stats import bimodality, process_disagreement
+
+    rng = np.random.default_rng(0)
+    # LiteRT int8 as measured: 6.6-7.3 ms, with whole stretches at 14-19 ms in one process.
+    fast, slow = rng.uniform(6.6e-3, 7.3e-3, 200), rng.uniform(14e-3, 19e-3, 120)
+    modes = bimodality(np.concatenate([fast, slow]) * 1e3)
+    assert modes is not None and 6.6 < modes["low_ms"] < 7.3 and 14 < modes["high_ms"] < 19
+    assert abs(modes["high_share"] - 120 / 320) < 1e-9
+    row = Row("hsnet", "tflite", "int8", 1, 1, 224)
+    flag_row(row, [list(fast), list(slow)])
+    assert [f.split(":")[0] for f in row.flags] == ["bimodal", "processes disagree"] and row.noisy
+    assert row.process_medians_ms is not None and row.process_medians_ms[1] > 2 * row.process_medians_ms[0]
+    # A unimodal row with a busy machine's long right tail, and two processes 1 % apart, are not flagged.
+    tail = np.concatenate([rng.lognormal(np.log(7e-3), 0.03, 380), rng.lognormal(np.log(7e-3), 0.5, 20)])
+    assert bimodality(tail) is None and bimodality(rng.lognormal(0, 0.3, 400)) is None
+    assert process_disagreement([rng.lognormal(0, 0.03, 60), rng.lognormal(0.01, 0.03, 60)]) is None
+    quiet = Row("hsnet", "tflite", "fp32", 1, 1, 224)
+    flag_row(quiet, [list(tail[:200]), list(tail[200:])])
+    assert quiet.flags == []
+
+
+def test_no_flag_on_the_committed_baselines_real_samples() -> None:
+    import json
+    from pathlib import Path
+
+    from benchmarks.stats import bimodality
+
+    for path in (Path(__file__).resolve().parents[2] / "benchmarks" / "baselines").rglob("*.json"):
+        for row in json.loads(path.read_text())["rows"]:
+            for key in ("samples_ms", "cpu_samples_ms"):
+                samples = [t for block in row[key] for t in block]
+                assert bimodality(samples) is None, (path.name, row["runtime"], key)

@@ -128,8 +128,8 @@ def test_unwritable_output_folder(run, tmp_path) -> None:
 def test_truncated_onnx_to_verify_and_inspect(run, hsnet_onnx, tmp_path) -> None:
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(hsnet_onnx.read_bytes()[:100_000])
-    one_error_line(run("verify", cut), "cut.onnx", "not a loadable ONNX model")
-    one_error_line(run("inspect", cut), "cut.onnx", "not a loadable ONNX model")
+    one_error_line(run("verify", cut), "cut.onnx", "not a readable ONNX model")
+    one_error_line(run("inspect", cut), "cut.onnx", "not a readable ONNX model")
     one_error_line(run("inspect", tmp_path / "missing.onnx"), "no such file")
     (tmp_path / "model.pb").write_text("x")
     one_error_line(run("inspect", tmp_path / "model.pb"), "unknown artifact format '.pb'", ".onnx")

@@ -127,9 +127,9 @@ def _square(folder: Path) -> Path:
     [
         (lambda d: d / "none.onnx", (), "none.onnx: no such ONNX file"),
         (lambda d: (d / "text.onnx").write_text("hello, I am not a model\n") and d / "text.onnx", (),
-         "text.onnx is not an ONNX model"),
+         "text.onnx is not a readable ONNX model"),
         (lambda d: (d / "cut.onnx").write_bytes((d / "mine.onnx").read_bytes()[:3000]) and d / "cut.onnx", (),
-         "cut.onnx is not an ONNX model"),
+         "cut.onnx is not a readable ONNX model"),
         (lambda d: _external(d, "/etc/passwd"), (), "keeps its data at '/etc/passwd', outside the model's folder"),
         (lambda d: _external(d, "../../secret.bin"), (), "outside the model's folder"),
         (lambda d: _external(d, "weights.bin"), (), "keeps its data in 'weights.bin', which does not exist"),

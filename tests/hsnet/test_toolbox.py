@@ -10,7 +10,13 @@ import pytest
 from click.testing import CliRunner
 
 from hsnet.errors import CheckFailed, HSNetError, ToolFailure
-from hsnet.toolbox.atomic import atomic_path, atomic_write_json, check_writable_dir, check_writable_file
+from hsnet.toolbox.atomic import (
+    atomic_path,
+    atomic_write_json,
+    check_writable_dir,
+    check_writable_file,
+    remove_stale_partials,
+)
 from hsnet.toolbox.cli import user_errors
 from hsnet.toolbox.digests import file_sha256, hash_path
 
@@ -78,3 +84,21 @@ def test_user_errors_applies_the_contract(error: BaseException, code: int, line:
 
     result = CliRunner().invoke(cmd, [])
     assert result.exit_code == code and result.stderr == line and "Traceback" not in result.output
+
+
+def test_stale_partials_of_dead_writers_are_removed(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    pid = int(dead.stdout)
+    (tmp_path / f".out.json.{pid}.k3j2.partial").write_text("half")
+    (tmp_path / f".exports.{pid}.x1.partial").mkdir()
+    (tmp_path / f".exports.{pid}.x1.partial" / "a.onnx").write_text("half")
+    live = tmp_path / f".other.json.{os.getpid()}.q9.partial"
+    live.write_text("being written")
+    (tmp_path / "out.json").write_text("{}")
+    removed = remove_stale_partials(tmp_path)
+    assert sorted(p.name for p in removed) == [f".exports.{pid}.x1.partial", f".out.json.{pid}.k3j2.partial"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out.json"]
