@@ -295,12 +295,7 @@ def write_plot(result: BenchResult, path: str | Path) -> Path:
         f"{','.join(f'{s}x{s}' for s in sizes)} (lines: Pareto fronts)\n{machine_line(result.environment)}",
         fontsize=10,
     )
-    fig.tight_layout()
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path
+    return _save_png(fig, path)
 
 
 def _pareto(points: Sequence[tuple[float, float, str]], *, higher_is_better: bool) -> list[tuple[float, float, str]]:
@@ -384,6 +379,13 @@ def write_ops_plot(result: BenchResult, path: str | Path) -> Path:
     if not rows:
         axes[0][0].text(0.5, 0.5, "no row has a per-operator profile", ha="center", transform=axes[0][0].transAxes)
     fig.suptitle(f"hsnet bench --ops: time vs MACs per operator kind\n{machine_line(result.environment)}", fontsize=10)
+    return _save_png(fig, path)
+
+
+def _save_png(fig, path: str | Path) -> Path:  # noqa: ANN001 - a matplotlib Figure
+    """Lay out ``fig``, write it as a PNG atomically, and close it."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:

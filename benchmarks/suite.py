@@ -52,7 +52,7 @@ DEVICES = ("cpu",)
 #: Precisions each runtime's artifacts come in (deploy's exporters; torch measures its fp32 program).
 RUNTIME_PRECISIONS = {
     "torch": ("fp32",),
-    "onnxruntime": ("fp32", "fp16"),
+    "onnxruntime": ("fp32", "fp16", "int8"),
     "tflite": ("fp32", "fp16", "int8"),
     "coreml": ("fp32", "fp16"),
 }

@@ -34,8 +34,8 @@ __all__ = [
 
 _LAZY = {
     "export_model": "deploy.pipeline",
-    "ExportReport": "deploy.pipeline",
-    "ExportRequest": "deploy.pipeline",
+    "ExportReport": "deploy.request",
+    "ExportRequest": "deploy.request",
     "convert": "deploy.pipeline",
     "convert_onnx_file": "deploy.pipeline",
     "verify_artifact": "deploy.verify",

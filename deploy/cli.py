@@ -137,7 +137,8 @@ def export_cmd(
     Artifacts and manifest.json go to --out; a failed parity check exits non-zero and leaves the failed
     artifact out of the folder.
     """
-    from deploy.pipeline import ExportRequest, convert, convert_onnx_file, export_model
+    from deploy.pipeline import convert, convert_onnx_file, export_model
+    from deploy.request import ExportRequest
     from deploy.user_model import is_spec, load_user_model, parse_input_shape
 
     if onnx_file is not None:

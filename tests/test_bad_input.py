@@ -85,7 +85,7 @@ CASES = [
     (["deploy", "export", "--model", "hsnett", "--out", "o"], 2, "did you mean hsnet"),
     (["deploy", "export", "--target", "tensorrt", "--out", "o"], 2, "unknown target 'tensorrt'"),
     (["deploy", "export", "--precision", "int4", "--out", "o"], 2, "unknown precision 'int4'"),
-    (["deploy", "export", "--target", "onnx", "--precision", "int8", "--out", "o"], 2, "does not support"),
+    (["deploy", "export", "--target", "pt2", "--precision", "int8", "--out", "o"], 2, "does not support"),
     (["deploy", "export", "--opset", "9", "--out", "o"], 2, "opset 9 is not supported"),
     (["deploy", "export", "--converter", "nosuch", "--out", "o"], 2, "converter 'nosuch'"),
     (["deploy", "export", "--batch", "2", "--dynamic-batch", "--out", "o"], 2, "exclude each other"),

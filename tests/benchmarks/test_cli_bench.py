@@ -83,7 +83,8 @@ def test_measure_write_and_gate(tmp_path: Path, artifacts: dict[str, Path]) -> N
     assert verdict["verdict"] == "regression" and verdict["change_percent"] > 30
     assert any(r.startswith("cpu time +") for r in verdict["reasons"])
     same = CliRunner().invoke(main, ["bench", "compare", str(out / "base.json"), str(out / "base.json")])
-    assert same.exit_code == 0 and "PASS" in same.stdout
+    # A run against itself never fails; with these few samples a noisy row may leave it undecided (exit 4).
+    assert (same.exit_code, "PASS" in same.stdout) in ((0, True), (4, False)), same.output
 
     other_size = bench("--models", "hsnet", "--input-size", "64", "--baseline", str(out / "base.json"))
     assert other_size.exit_code == 2 and "incompatible baseline: it was measured at input size 32" in other_size.stderr

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from deploy.pipeline import ExportReport, export_model
+from deploy.pipeline import export_model
+from deploy.request import ExportReport
 
 
 @pytest.fixture

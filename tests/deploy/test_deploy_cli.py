@@ -98,8 +98,8 @@ def test_checkpoint_of_another_model_or_class_count(run, checkpoint, tmp_path) -
 
 
 def test_unsupported_precision_and_options(run, tmp_path) -> None:
-    one_error_line(run("export", "--model", "hsnet", "--precision", "int8", "--out", tmp_path),
-                   "target onnx does not support precision 'int8'; valid: fp32, fp16")  # fmt: skip
+    one_error_line(run("export", "--model", "hsnet", "--target", "coreml", "--precision", "int8", "--out", tmp_path),
+                   "target coreml does not support precision 'int8'; valid: fp32, fp16")  # fmt: skip
     one_error_line(run("export", "--model", "hsnet", "--target", "onnx,tensorrt", "--out", tmp_path),
                    "unknown target 'tensorrt'", "all")  # fmt: skip
     one_error_line(run("export", "--model", "hsnet", "--batch", "2", "--dynamic-batch", "--out", tmp_path),

@@ -16,7 +16,8 @@ from deploy.errors import DeployError
 from deploy.images import load_calibration
 from deploy.manifest import hash_path, read_manifest
 from deploy.metadata import ModelMetadata
-from deploy.pipeline import export_model, plan_targets
+from deploy.pipeline import export_model
+from deploy.request import plan_targets
 from deploy.targets.base import ExportOptions
 from deploy.targets.onnx import OnnxArtifact, OnnxExporter
 from hsnet.registry import CIFAR100_MEAN, CIFAR100_STD
@@ -133,8 +134,8 @@ def test_planning_expands_all_and_reports_skips() -> None:
                                                ("coreml", "fp16")]  # fmt: skip
     assert skipped == []
     plan, skipped = plan_targets(["all"], ["int8"], None)
-    assert [(e.name, p) for e, p in plan] == [("onnx", "fp32"), ("tflite", "int8")]
-    assert {f.target for f in skipped} == {"onnx", "coreml"} and all(f.severity == "info" for f in skipped)
+    assert [(e.name, p) for e, p in plan] == [("onnx", "fp32"), ("onnx", "int8"), ("tflite", "int8")]
+    assert {f.target for f in skipped} == {"coreml"} and all(f.severity == "info" for f in skipped)
 
 
 @pytest.mark.parametrize("batch", [4, None])
@@ -154,7 +155,7 @@ def test_planning_all_leaves_out_a_target_that_cannot_take_the_batch(batch) -> N
 @pytest.mark.parametrize(
     ("targets", "precisions", "converter", "message"),
     [
-        (["onnx"], ["int8"], None, "target onnx does not support precision 'int8'; valid: fp32, fp16"),
+        (["pt2"], ["int8"], None, "target pt2 does not support precision 'int8'; valid: fp32"),
         (["tensorrt"], ["fp32"], None, "unknown target 'tensorrt'; valid: onnx, tflite, coreml, pt2, all"),
         (["onnx"], ["fp8"], None, "unknown precision 'fp8'; valid: fp32, fp16, int8"),
         (["onnx"], ["fp32"], "tf2onnx", "no selected target has converter 'tf2onnx'; valid: torch.onnx"),

@@ -3,8 +3,8 @@
 * fp32: the pipeline's graph, byte for byte.
 * fp16: weights and arithmetic in float16 with float32 input and output (onnxruntime's own
   ``float16`` converter, so no extra dependency); for GPU and mobile runtimes that run fp16 natively.
-* int8 is not offered for ONNX: static and dynamic int8 (QDQ) were slower than fp32 with onnxruntime on this
-  x86 CPU (docs/deploy.md); the TFLite target provides calibrated int8.
+* int8: static QDQ calibrated on real images (u8 activations, s8 per-channel weights), grouped convolutions
+  filled to one group where that is bit-identical (:mod:`deploy.targets.onnx.int8`); float32 input and output.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ class OnnxExporter(Exporter):
     suffix = ".onnx"
     distributions = ("onnx", "onnxruntime", "onnxsim")
     extra = "onnx"
-    precisions = ("fp32", "fp16")
+    precisions = ("fp32", "fp16", "int8")
     converters = ("torch.onnx",)
 
     def check_available(self, options: ExportOptions) -> None:
@@ -54,6 +54,8 @@ class OnnxExporter(Exporter):
         if ctx.options.precision == "fp32":
             shutil.copyfile(ctx.onnx_path, out)
             return out
+        if ctx.options.precision == "int8":
+            return _export_int8(ctx, out)
         from onnxruntime.transformers.float16 import convert_float_to_float16
 
         model = onnx.load(str(ctx.onnx_path))
@@ -65,6 +67,55 @@ class OnnxExporter(Exporter):
         onnx.save(half, str(out))
         check_onnx(out)
         return out
+
+
+def _export_int8(ctx: ExportContext, out: Path) -> Path:
+    """Static QDQ int8, then grouped convolutions filled to one group when the result is bit-identical to the
+    plain QDQ model on the calibration images (else the plain model; the metadata says which)."""
+    import json
+
+    import onnx
+
+    from deploy.onnx_export import check_onnx, set_metadata
+    from deploy.targets.onnx.int8 import fill_grouped_convs, quantize_qdq
+    from hsnet.toolbox.progress import log
+
+    if ctx.calibration is None:
+        raise DeployError("ONNX int8 needs calibration images (--images or --calibration); none were given")
+    plain = ctx.work_dir / f"{out.stem}.qdq.onnx"
+    quantize_qdq(ctx.onnx_path, plain, ctx.calibration, batch=ctx.options.batch)
+    filled = ctx.work_dir / f"{out.stem}.filled.onnx"
+    changed = fill_grouped_convs(plain, filled, target_groups=1)
+    chosen, note = plain, "static QDQ, u8 activations, s8 per-channel weights"
+    if changed:
+        same = _same_outputs(plain, filled, ctx.calibration[:16], ctx.options.batch)
+        if same:
+            chosen = filled
+            note += f"; {len(changed)} grouped convolution(s) filled to 1 group (bit-identical on 16 images)"
+        else:
+            note += f"; filling {len(changed)} grouped convolution(s) was not bit-identical here, so not applied"
+    log(f"[deploy] onnx/int8: {note}")
+    model = onnx.load(str(chosen))
+    meta = {**ctx.metadata, "precision": "int8", "int8": note,
+            "int8_filled": json.dumps([c["name"] for c in changed] if chosen is filled else [])}  # fmt: skip
+    set_metadata(model, meta)
+    onnx.save(model, str(out))
+    check_onnx(out)
+    for tmp in (plain, filled):
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def _same_outputs(a: Path, b: Path, x: np.ndarray, batch: int | None) -> bool:
+    ort = require("onnxruntime", "onnx", "running ONNX artifacts")
+    sessions = [ort.InferenceSession(str(p), session_options(1), providers=["CPUExecutionProvider"]) for p in (a, b)]
+    name = sessions[0].get_inputs()[0].name
+    step = batch or 1
+    for i in range(0, len(x) - step + 1, step):
+        feed = {name: np.ascontiguousarray(x[i : i + step], dtype=np.float32)}
+        if not np.array_equal(sessions[0].run(None, feed)[0], sessions[1].run(None, feed)[0]):
+            return False
+    return True
 
 
 def _sort_topologically(graph) -> None:  # noqa: ANN001 - onnx.GraphProto

@@ -1,0 +1,150 @@
+"""ONNX int8: static QDQ quantization calibrated on real images, then an exact rewrite that makes onnxruntime run
+grouped convolutions fast.
+
+**Quantization** (:func:`quantize_qdq`): onnxruntime's ``quantize_static`` in QDQ format with uint8 activations
+(asymmetric, MinMax over the calibration images) and int8 weights per output channel (symmetric: every weight zero
+point is 0); input and output stay float32. onnxruntime's CPU provider fuses each ``DequantizeLinear -> Conv ->
+QuantizeLinear`` into a ``QLinearConv`` for this u8s8 form; with int8 activations (s8s8) most convolutions stayed
+float ``Conv`` between dequantize and quantize nodes here (HSNet at 224: 12.5 of 19.8 ms in float ``Conv``).
+
+**Filling grouped convolutions** (:func:`fill_grouped_convs`): a grouped ``QLinearConv`` (neither one group nor
+depthwise) is slow in onnxruntime; the rewrite merges neighbouring groups into one by writing the quantized
+weights block-diagonally, zeros elsewhere. The weight zero point is 0, so an int8 zero is an exact 0: the int32
+accumulations gain only ``x * 0`` terms and the per-channel scales and biases are unchanged, so the output equals
+the plain QDQ model's. The export checks that it is bit-identical on the parity images and keeps the plain model
+where it is not (a kernel that saturates intermediate sums could make it differ). HSNet at 224 on an Intel Xeon,
+one interleaved run: fp32 13.7 ms, plain QDQ 15.2 ms, filled to 1 group 9.4 ms (docs/deploy.md).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.deps import require
+from deploy.errors import DeployError
+
+__all__ = ["fill_grouped_convs", "grouped_convs", "quantize_qdq"]
+
+
+def quantize_qdq(src: Path, dst: Path, calibration: np.ndarray, *, batch: int | None) -> Path:
+    """Quantize ONNX ``src`` to static QDQ (u8 activations, s8 per-channel weights) at ``dst``, calibrated on
+    ``calibration`` (float32 NCHW, normalized), ``batch`` images per call (``None``: symmetric batch, 1 per call).
+
+    Raises:
+        DeployError: no calibration images, or onnxruntime's quantizer failed (its reason, one line).
+    """
+    require("onnx", "onnx", "ONNX int8")
+    q = require("onnxruntime.quantization", "onnx", "ONNX int8")
+    if calibration is None or len(calibration) == 0:
+        raise DeployError("ONNX int8 needs calibration images (--images or --calibration); none were given")
+    step = batch or 1
+    name = _input_name(src)
+
+    class _Reader(q.CalibrationDataReader):
+        def __init__(self) -> None:
+            self._it: Iterator[dict[str, np.ndarray]] = (
+                {name: _pad(calibration[i : i + step], step)} for i in range(0, len(calibration), step)
+            )
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._it, None)
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # the quantizer's "consider pre-processing" notices
+    try:
+        q.quantize_static(
+            str(src), str(dst), _Reader(),
+            quant_format=q.QuantFormat.QDQ,
+            per_channel=True,
+            activation_type=q.QuantType.QUInt8,
+            weight_type=q.QuantType.QInt8,
+            calibrate_method=q.CalibrationMethod.MinMax,
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
+        )  # fmt: skip
+    except Exception as e:  # noqa: BLE001 - the quantizer raises many types; the stage failed either way
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0][:300]
+        raise DeployError(f"onnxruntime could not quantize {src.name} to int8: {first}") from None
+    finally:
+        root.setLevel(level)
+    return Path(dst)
+
+
+def _input_name(path: Path) -> str:
+    onnx = require("onnx", "onnx", "ONNX int8")
+    model = onnx.load(str(path), load_external_data=False)
+    inits = {i.name for i in model.graph.initializer}
+    return next(i.name for i in model.graph.input if i.name not in inits)
+
+
+def _pad(chunk: np.ndarray, step: int) -> np.ndarray:
+    chunk = np.ascontiguousarray(chunk, dtype=np.float32)
+    if len(chunk) < step:
+        chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - len(chunk), axis=0)])
+    return chunk
+
+
+def grouped_convs(model: Any) -> list[dict[str, Any]]:
+    """The QDQ ``Conv`` nodes of ``model`` (an ``onnx.ModelProto``) with groups that are neither 1 nor depthwise:
+    ``node``, its weight ``dq`` node and ``weight`` initializer, ``groups``, ``per_group`` input channels."""
+    inits = {t.name: t for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "Conv":
+            continue
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        dq = producers.get(node.input[1])
+        if groups <= 1 or dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits:
+            continue
+        weight = inits[dq.input[0]]
+        per_group = int(weight.dims[1])
+        if per_group > 1:  # per_group == 1 is depthwise: a kernel of its own, fast as it is
+            found.append({"node": node, "dq": dq, "weight": weight, "groups": groups, "per_group": per_group})
+    return found
+
+
+def fill_grouped_convs(src: Path, dst: Path, *, target_groups: int = 1) -> list[dict[str, Any]]:
+    """Rewrite every grouped QDQ convolution of ``src`` (:func:`grouped_convs`) to ``target_groups`` groups (the
+    largest divisor of its groups not above it) with block-diagonal int8 weights; write ``dst`` (checked).
+
+    Returns:
+        One record per rewritten layer: ``name``, ``groups_before``, ``groups_after``.
+    """
+    onnx = require("onnx", "onnx", "ONNX int8")
+    from onnx import numpy_helper
+
+    from deploy.onnx_export import check_onnx
+
+    model = onnx.load(str(src))
+    inits = {t.name: t for t in model.graph.initializer}
+    uses: dict[str, int] = {}
+    for n in model.graph.node:
+        for i in n.input:
+            uses[i] = uses.get(i, 0) + 1
+    changed = []
+    for conv in grouped_convs(model):
+        node, dq, weight, groups = conv["node"], conv["dq"], conv["weight"], conv["groups"]
+        after = max(d for d in range(1, min(groups, max(target_groups, 1)) + 1) if groups % d == 0)
+        zero = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] in inits else None
+        if after == groups or uses.get(dq.input[0], 0) != 1 or (zero is not None and np.any(zero != 0)):
+            continue  # nothing to merge, a shared weight, or a zero point that would make zeros inexact
+        w = numpy_helper.to_array(weight)  # (out, in/groups, *kernel)
+        out_per_group, per_group, factor = w.shape[0] // groups, w.shape[1], groups // after
+        filled = np.zeros((w.shape[0], per_group * factor, *w.shape[2:]), dtype=w.dtype)
+        for o in range(w.shape[0]):
+            offset = ((o // out_per_group) % factor) * per_group  # the old group's inputs inside the merged group
+            filled[o, offset : offset + per_group] = w[o]
+        weight.CopyFrom(numpy_helper.from_array(filled, weight.name))
+        for attr in node.attribute:
+            if attr.name == "group":
+                attr.i = after
+        changed.append({"name": node.name, "groups_before": groups, "groups_after": after})
+    onnx.save(model, str(dst))
+    check_onnx(Path(dst))
+    return changed
