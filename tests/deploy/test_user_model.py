@@ -205,6 +205,7 @@ def test_model_defaults_to_hsnet_and_killed_staging_folders_are_removed(tmp_path
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
 
 
+@pytest.mark.slow
 def test_bench_measures_the_users_network_beside_the_zoo_and_a_plain_onnx_file(tmp_path: Path) -> None:
     from hsnet.profiling import profile_model
 

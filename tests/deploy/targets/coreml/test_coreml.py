@@ -67,6 +67,7 @@ def exported(tmp_path_factory) -> dict[str, dict]:
 
 @pytest.mark.parametrize("precision", PRECISIONS)
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow  # the module's exported fixture converts four models (about 20 s)
 def test_parity_on_real_images(exported, name, precision):
     prepared = exported[name]["prepared"]
     artifact = load_artifact(exported[name][precision], threads=1)
@@ -83,6 +84,7 @@ def test_parity_on_real_images(exported, name, precision):
     assert result.runtime == "hsnet numpy MIL evaluator" and result.threads == 1
 
 
+@pytest.mark.slow  # the module's exported fixture converts four models (about 20 s)
 def test_pipeline_records_coreml(exported):
     report = exported["hsnet"]["report"]
     coreml = {a.precision: a for a in report.artifacts if a.target == "coreml"}
@@ -96,6 +98,7 @@ def test_pipeline_records_coreml(exported):
 
 
 @pytest.mark.parametrize("precision", PRECISIONS)
+@pytest.mark.slow  # the module's exported fixture converts four models (about 20 s)
 def test_labels_and_metadata(exported, precision):
     prepared = exported["hsnet"]["prepared"]
     artifact = load_artifact(exported["hsnet"][precision])
@@ -112,6 +115,7 @@ def test_labels_and_metadata(exported, precision):
     assert artifact.input_spec.dtype == "image" and artifact.input_spec.mean == prepared.mean
 
 
+@pytest.mark.slow  # the module's exported fixture converts four models (about 20 s)
 def test_image_input_normalization_is_exact(exported):
     """The program starts with pixels * 1/255, - mean, * 1/std (float32 constants), and 8-bit pixels give what
     PyTorch gives on the same pixels normalized in float64."""
@@ -133,6 +137,7 @@ def test_image_input_normalization_is_exact(exported):
 
 
 @pytest.mark.parametrize("name", MODELS)
+@pytest.mark.slow  # the module's exported fixture converts four models (about 20 s)
 def test_fp16_package_is_half_the_size(exported, name):
     def weights(path: Path) -> int:
         return (path / "Data" / "com.apple.CoreML" / "weights" / "weight.bin").stat().st_size
@@ -229,6 +234,7 @@ def test_batch_and_precision_are_validated():
     exporter.validate(ExportOptions(precision="fp16", batch=1))
 
 
+@pytest.mark.slow  # the module's exported fixture converts four models (about 20 s)
 def test_artifact_checks_input(exported):
     artifact = load_artifact(exported["mobilenetv2_100"]["fp32"])
     with pytest.raises(DeployError, match=r"takes float32 \(N, 3, 32, 32\)"):
@@ -236,6 +242,7 @@ def test_artifact_checks_input(exported):
     assert artifact(np.zeros((3, 3, SIZE, SIZE), dtype=np.float32)).shape == (3, 10)
 
 
+@pytest.mark.slow  # the module's exported fixture converts four models (about 20 s)
 def test_truncated_or_corrupt_package(exported, tmp_path):
     broken = tmp_path / "broken.mlpackage"
     shutil.copytree(exported["shufflenetv2_100"]["fp16"], broken)
@@ -252,6 +259,7 @@ def test_truncated_or_corrupt_package(exported, tmp_path):
         load_artifact(broken)
 
 
+@pytest.mark.slow  # the module's exported fixture converts four models (about 20 s)
 def test_macos_view_declares_float_pixels(exported):
     """On macOS the artifact runs ``MLModel.predict`` on the package with its image input declared as a float32
     multiarray (so that unrounded pixels reach the program); here only the view itself can be checked."""

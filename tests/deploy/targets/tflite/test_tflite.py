@@ -102,7 +102,11 @@ def _context(name: str, work: Path, batch: int | None, *, precision: str = "fp32
     return p, ctx
 
 
-@pytest.fixture(scope="module", params=list(BATCH))
+#: The fast lane (-m "not slow") converts one model (7 s); the other three (30 s) run in the full suite.
+FAST = "shufflenetv2_100"
+
+
+@pytest.fixture(scope="module", params=[n if n == FAST else pytest.param(n, marks=pytest.mark.slow) for n in BATCH])
 def converted(request, net_jail, tmp_path_factory) -> Converted:
     name = request.param
     p, ctx = _context(name, tmp_path_factory.mktemp(name), BATCH[name])
