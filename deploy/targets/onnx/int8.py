@@ -12,7 +12,8 @@ depthwise) is slow in onnxruntime; the rewrite merges neighbouring groups into o
 weights block-diagonally, zeros elsewhere. The weight zero point is 0, so an int8 zero is an exact 0: the int32
 accumulations gain only ``x * 0`` terms and the per-channel scales and biases are unchanged, so the output equals
 the plain QDQ model's. The export checks that it is bit-identical on the parity images and keeps the plain model
-where it is not (a kernel that saturates intermediate sums could make it differ). HSNet at 224 on an Intel Xeon,
+where it is not: onnxruntime's u8s8 products can overflow their int16 intermediate sums on x86 CPUs without
+VNNI (its change #12088), and the zeros can change which sums saturate. HSNet at 224 on an Intel Xeon,
 one interleaved run: fp32 13.7 ms, plain QDQ 15.2 ms, filled to 1 group 9.4 ms (docs/deploy.md).
 """
 
