@@ -222,10 +222,14 @@ def compare_results(
     why = machine_mismatch(old.environment, new.environment)
     if why is not None:
         for v in verdicts:
-            latency_only = all(r.startswith(f"{metric} time") for r in v.reasons)
-            if v.change is not None and v.verdict in ("pass", "faster", "regression") and latency_only:
+            if v.change is not None and v.verdict in ("pass", "faster", "regression") and _latency_only(v, metric):
                 v.verdict = "inconclusive"
     return GateReport(verdicts, threshold, metric, alpha, normalise, inconclusive=why)
+
+
+def _latency_only(v: RowVerdict, metric: str) -> bool:
+    """True when nothing but the latency change (if anything) speaks in ``v``'s reasons."""
+    return all(r.startswith(f"{metric} time") for r in v.reasons)
 
 
 def _undecided_if_noisy(v: RowVerdict, base: Row, row: Row, threshold: float, metric: str) -> None:
@@ -239,7 +243,7 @@ def _undecided_if_noisy(v: RowVerdict, base: Row, row: Row, threshold: float, me
         or metric == "instructions"
     ):
         return
-    if not all(r.startswith(f"{metric} time") for r in v.reasons):
+    if not _latency_only(v, metric):
         return  # size, parity or status decided
     if c.ci95[0] < 1 + threshold < c.ci95[1]:
         v.verdict = "inconclusive"

@@ -131,11 +131,7 @@ def context_lines(result: BenchResult) -> list[str]:
 def noise_lines(result: BenchResult) -> list[str]:
     """Warnings for rows whose figure cannot be trusted as it stands: a 95 % interval wider than ±:data:`NOISY_CI`
     (with the machine's load), bimodal samples, processes that disagree (:attr:`Row.flags`). Empty when none."""
-    wide = [
-        (r.label, r.latency.ci_halfwidth_rel)
-        for r in result.rows
-        if r.latency is not None and r.latency.ci_halfwidth_rel is not None and r.latency.ci_halfwidth_rel > NOISY_CI
-    ]
+    wide = [(r.label, r.latency.ci_halfwidth_rel) for r in result.rows if r.wide and r.latency is not None]
     lines = []
     env = result.environment
     load = env.get("loadavg") or []

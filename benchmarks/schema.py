@@ -126,12 +126,15 @@ class Row:
         return self.status == STATUS_OK
 
     @property
-    def noisy(self) -> bool:
-        """True when the median's 95 % interval is wider than ±:data:`NOISY_CI` (too wide to say much), or the
-        samples are bimodal or the processes disagree (:attr:`flags`)."""
+    def wide(self) -> bool:
+        """True when the median's 95 % interval is wider than ±:data:`NOISY_CI`: too wide to say much."""
         lat = self.latency
-        wide = lat is not None and lat.ci_halfwidth_rel is not None and lat.ci_halfwidth_rel > NOISY_CI
-        return wide or bool(self.flags)
+        return lat is not None and lat.ci_halfwidth_rel is not None and lat.ci_halfwidth_rel > NOISY_CI
+
+    @property
+    def noisy(self) -> bool:
+        """:attr:`wide`, or the samples are bimodal or the processes disagree (:attr:`flags`)."""
+        return self.wide or bool(self.flags)
 
     def set_samples(self, rounds: list[list[float]], cpu_rounds: list[list[float]] | None = None) -> None:
         """Fill latency, throughput and samples from timed samples in seconds, grouped by round.
