@@ -75,7 +75,24 @@ def _exit_for(outcome: str) -> None:
 
 
 @click.group("bench", invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--device", default="cpu", show_default=True, help="Where to run (only cpu).")
+@click.option("--device", default="cpu", show_default=True, help="Where to run here (only cpu); see --remote.")
+@click.option(
+    "--remote",
+    "remotes",
+    multiple=True,
+    metavar="DEVICE",
+    help="Measure on a device instead (repeatable: one table, a device column): ssh://[user@]host[:port] (timed "
+    "as here), or the emulated qemu:cortex-a53|a72|a76 (instructions per inference: its time is not a latency).",
+)
+@click.option(
+    "--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="With --remote: an ssh -o option."
+)
+@click.option("--ssh-config", default=None, help="With --remote: an ssh config file instead of ~/.ssh/config.")
+@click.option("--cores", default=None, help="With --remote: pin each worker on the device: big, little or CPU ids.")
+@click.option("--cooldown", type=click.FloatRange(0), default=0.0, help="With --remote: idle seconds before each "
+              "configuration (keeps one row's heat out of the next).")  # fmt: skip
+@click.option("--thermal-limit", type=click.FloatRange(0, 150), default=None, metavar="CELSIUS", help="With --remote: "
+              "wait while a thermal zone of the device is above this, and flag the row.")  # fmt: skip
 @click.option(
     "--models",
     default=None,
@@ -83,9 +100,9 @@ def _exit_for(outcome: str) -> None:
 )
 @click.option(
     "--runtimes",
-    default="torch,onnxruntime,tflite",
-    show_default=True,
-    help="Comma-separated: torch, onnxruntime, tflite, coreml.",
+    default=None,
+    help="Comma-separated: torch, onnxruntime, tflite, coreml [default: torch,onnxruntime,tflite; with --remote: "
+    "onnxruntime,tflite].",
 )
 @click.option("--precision", "precisions", default="fp32", show_default=True, help="Comma-separated: fp32, fp16, int8.")
 @click.option("--threads", default="1", show_default=True, help="Comma-separated thread counts, each measured.")
@@ -168,9 +185,9 @@ def _exit_for(outcome: str) -> None:
 @click.option(
     "--metric",
     type=click.Choice(["time", "instructions"]),
-    default="time",
-    show_default=True,
-    help="time: latency; instructions: instructions per inference under valgrind (deterministic).",
+    default=None,
+    help="time: latency [default]; instructions: instructions per inference, deterministic (here under valgrind; "
+    "on an emulated device by its plugin, its only metric).",
 )
 @click.option(
     "--ops",
@@ -212,6 +229,9 @@ def _run(o: dict[str, Any]) -> None:
 
     if (o["ops_layers"] or o["ops_plot"]) and not o["ops"]:
         raise BenchError("--ops-layers and --ops-plot need --ops")
+    devices = _devices(o)
+    if o["runtimes"] is None:
+        o["runtimes"] = "onnxruntime,tflite" if devices else "torch,onnxruntime,tflite"
     if o["ops"] and o["metric"] == "instructions":
         raise BenchError("--ops measures time per operator; it does not combine with --metric instructions")
     for key, what in (("json_path", "--json"), ("md_path", "--markdown"), ("plot_path", "--plot"),
@@ -268,12 +288,17 @@ def _run(o: dict[str, Any]) -> None:
     if o["baseline"] is not None:  # fail before measuring
         from benchmarks.gate import select_baseline
 
-        path = select_baseline(o["baseline"])
+        path = select_baseline(o["baseline"], remote=[d.name for d in devices] or None)
         click.echo(f"baseline: {path}", err=True)
         baseline = load_result(path)
     if baseline is not None:
         _precheck_baseline(baseline, req)
-    if o["metric"] == "instructions":
+    if devices:
+        from benchmarks.on_device import DeviceOptions, run_on_devices
+
+        options = DeviceOptions(cores=o["cores"], cooldown_s=o["cooldown"], thermal_limit_c=o["thermal_limit"])
+        result = run_on_devices(req, devices, options=options, metric=o["metric"])
+    elif o["metric"] == "instructions":
         from benchmarks.instructions import run_instructions
 
         result = run_instructions(req)
@@ -290,10 +315,36 @@ def _run(o: dict[str, Any]) -> None:
     _require_a_measured_row(result)
     if baseline is not None:
         _emit("")
-        metric = o["gate_metric"] or ("instructions" if o["metric"] == "instructions" else "cpu")
+        metric = o["gate_metric"] or ("instructions" if result.settings.get("metric") == "instructions" else "cpu")
         outcome = _gate(baseline, result, threshold, metric, None)
         if o["threshold"] is not None:
             _exit_for(outcome)
+
+
+def _devices(o: dict[str, Any]) -> tuple[Any, ...]:
+    """The ``--remote`` devices, parsed, and ``o["metric"]`` settled for them (usage errors before any work)."""
+    from benchmarks.errors import BenchError
+    from benchmarks.remote import parse_device
+
+    devices = tuple(parse_device(t, ssh_options=o["ssh_options"], ssh_config=o["ssh_config"]) for t in o["remotes"])
+    if not devices:
+        flags = (("--ssh-option", "ssh_options"), ("--ssh-config", "ssh_config"), ("--cores", "cores"),
+                 ("--cooldown", "cooldown"), ("--thermal-limit", "thermal_limit"))  # fmt: skip
+        given = [flag for flag, key in flags if o[key]]
+        if given:
+            raise BenchError(f"{', '.join(given)} need --remote DEVICE")
+        o["metric"] = o["metric"] or "time"
+        return devices
+    emulated = [d.name for d in devices if d.emulated]
+    if emulated and o["metric"] == "time":
+        raise BenchError(f"{emulated[0]}: emulated time is not a latency (100-700x slower, +-40 %); an emulated device "
+                         "measures --metric instructions")  # fmt: skip
+    if o["ops"]:
+        raise BenchError("--ops profiles on this host only (not with --remote)")
+    if o["metric"] is None and o["baseline"] is not None and emulated and len(emulated) != len(devices):
+        raise BenchError("a gate compares one metric: with --baseline give --metric, or emulated or ssh:// devices")
+    o["metric"] = o["metric"] or ("instructions" if len(emulated) == len(devices) else None)  # None: per device
+    return devices
 
 
 def _check_ops_runtimes(req: Any) -> None:

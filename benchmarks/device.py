@@ -1,5 +1,6 @@
-"""``hsnet device check REMOTE`` and ``hsnet device exec REMOTE -- CMD...``: what a device over SSH has, and one
-command run on it with stdin, stdout, stderr and the exit status passed through (:mod:`benchmarks.remote`).
+"""``hsnet device check REMOTE`` and ``hsnet device exec REMOTE -- CMD...``: what a device has (over SSH, or the
+emulated ``qemu:CORE``), and one command run on it with stdin, stdout, stderr and the exit status passed through
+(:mod:`benchmarks.remote`).
 
 Exit status of ``check``: 0 every runtime the bench needs is there, 1 something is missing (each with the one line
 that would install it there: hsnet never installs anything on a device), 2 a malformed remote, 3 the device cannot
@@ -15,7 +16,7 @@ from typing import Any
 
 import click
 
-from benchmarks.remote import Remote, probe
+from benchmarks.remote import parse_device, probe
 from hsnet.errors import CheckFailed, HSNetError
 from hsnet.toolbox.cli import emit_json, user_errors
 from hsnet.toolbox.machine import package_version
@@ -36,7 +37,8 @@ def _ssh(fn: Any) -> Any:
 
 @click.group("device")
 def device() -> None:
-    """A device over SSH (ssh://[user@]host[:port]): what it has, and commands run on it."""
+    """A device (ssh://[user@]host[:port], or the emulated qemu:cortex-a53|a72|a76): what it has, and commands
+    run on it."""
 
 
 @device.command("check")
@@ -48,7 +50,7 @@ def check_cmd(remote: str, ssh_options: tuple[str, ...], ssh_config: str | None,
     """What REMOTE has for hsnet's measuring worker: Python, numpy, onnxruntime, LiteRT, cores, governor, space."""
     from hsnet.toolbox.tables import format_table
 
-    target = Remote.parse(remote, ssh_options=ssh_options, ssh_config=ssh_config)
+    target = parse_device(remote, ssh_options=ssh_options, ssh_config=ssh_config)
     info = probe(target)
     rows, missing = device_rows(info)
     if as_json:
@@ -56,6 +58,9 @@ def check_cmd(remote: str, ssh_options: tuple[str, ...], ssh_config: str | None,
     else:
         click.echo(format_table(["what", "on the device", "note"], rows, "lll"))
         click.echo(f"\n{target.name}: read on the device by its python3 (nothing was installed)")
+        if info.get("emulated"):
+            click.echo(f"emulated ({info['emulated']}): its governor, frequencies and temperatures are the host's; "
+                       "its time is not a latency (hsnet bench counts instructions there)")  # fmt: skip
     if missing:
         raise CheckFailed(f"{target.name} lacks {', '.join(m['what'] for m in missing)}; install there with: "
                           f"{'; '.join(m['install'] for m in missing)}")  # fmt: skip
@@ -64,7 +69,9 @@ def check_cmd(remote: str, ssh_options: tuple[str, ...], ssh_config: str | None,
 def device_rows(info: dict[str, Any]) -> tuple[list[list[str]], list[dict[str, str]]]:
     """The check's table and what is missing (each with the line that would install the host's version)."""
     versions = info.get("versions") or {}
-    rows: list[list[str]] = [["device", f"{info['device']} ({info.get('arch')}, Linux {info.get('kernel')})", ""]]
+    emulated = info.get("emulated")
+    rows: list[list[str]] = [["device", f"{info['device']} ({info.get('arch')}, Linux {info.get('kernel')})",
+                              f"emulated: {emulated}" if emulated else ""]]  # fmt: skip
     names = Counter(c["name"] for c in info.get("core_names") or [])
     rows.append(["cores", ", ".join(f"{n}x {name}" for name, n in names.items()) or str(info.get("cores")), ""])
     governors = sorted({f["governor"] for f in info.get("freq") or [] if f.get("governor")})
@@ -98,17 +105,17 @@ def device_rows(info: dict[str, Any]) -> tuple[list[list[str]], list[dict[str, s
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_cmd(remote: str, ssh_options: tuple[str, ...], ssh_config: str | None, command: tuple[str, ...]) -> None:
     """Run COMMAND on REMOTE (after --), stdin, stdout, stderr and exit status passed through unchanged."""
+    argv = list(command[1:] if command and command[0] == "--" else command)
     try:
-        target = Remote.parse(remote, ssh_options=ssh_options, ssh_config=ssh_config)
-    except HSNetError as e:
+        target = parse_device(remote, ssh_options=ssh_options, ssh_config=ssh_config)
+        if not argv:
+            raise HSNetError("give the command after --, e.g. hsnet device exec ssh://board -- uname -m")
+        local = target.argv(argv)
+    except HSNetError as e:  # ToolFailure (an emulated device not built) included: one line, its exit status
         click.echo(f"Error: {e}", err=True)
         raise SystemExit(e.exit_code) from None
-    argv = list(command[1:] if command and command[0] == "--" else command)
-    if not argv:
-        click.echo("Error: give the command after --, e.g. hsnet device exec ssh://board -- uname -m", err=True)
-        raise SystemExit(2)
     try:
-        code = subprocess.call(target.ssh_argv(argv))  # stdio inherited: passed through as they are
+        code = subprocess.call(local)  # stdio inherited: passed through as they are
     except FileNotFoundError:
         click.echo("Error: the ssh client is not installed here (Debian: apt-get install openssh-client)", err=True)
         raise SystemExit(3) from None

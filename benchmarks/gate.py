@@ -159,7 +159,7 @@ class GateReport:
 
 def _rounds(result: BenchResult, row: Row, metric: str) -> tuple[list[list[float]], list[list[float]] | None]:
     samples = row.cpu_samples_ms if metric == "cpu" else row.samples_ms
-    ref = result.reference.get(str(row.threads)) or {}
+    ref = result.reference.get(row.reference_key) or {}
     ref_samples = ref.get("cpu_samples_ms" if metric == "cpu" else "samples_ms")
     return samples, ref_samples
 
@@ -219,7 +219,9 @@ def compare_results(
     for key, base in old_rows.items():
         if key not in seen:
             verdicts.append(RowVerdict(base.label, key, "missing"))
-    why = machine_mismatch(old.environment, new.environment)
+    # Counts on an emulated device do not depend on the host (the emulated core decides the code path).
+    emulated = metric == "instructions" and bool(new.rows) and all(r.emulated or not r.ok for r in new.rows)
+    why = None if emulated else machine_mismatch(old.environment, new.environment)
     if why is not None:
         for v in verdicts:
             if v.change is not None and v.verdict in ("pass", "faster", "regression") and _latency_only(v, metric):
@@ -255,10 +257,10 @@ def _undecided_if_noisy(v: RowVerdict, base: Row, row: Row, threshold: float, me
         v.reasons.append(f"noisy ({widths}): the change's interval holds the threshold")
 
 
-def select_baseline(path: Path) -> Path:
+def select_baseline(path: Path, remote: list[str] | None = None) -> Path:
     """``path`` itself, or for a folder the ``*.json`` result in it recorded on this machine's CPU model and ISA
     flags (the newest of several); a folder without one gives its newest result, which the gate then calls
-    inconclusive.
+    inconclusive. For a run on devices (``remote``), the result recorded on the same devices instead.
 
     Raises:
         BaselineError: no such file or folder, or a folder without results.
@@ -279,7 +281,13 @@ def select_baseline(path: Path) -> Path:
             data = json.loads(f.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
             continue
-        env = data.get("environment") or {} if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            continue
+        if remote is not None:
+            same = ((data.get("settings") or {}).get("request") or {}).get("remote") == remote
+            found.append((same, str(data.get("created", "")), f))
+            continue
+        env = data.get("environment") or {}
         found.append((machine_mismatch(env, here) is None, str(data.get("created", "")), f))
     if not found:
         raise BaselineError(f"baseline folder {path} holds no result files (*.json)")

@@ -1,4 +1,5 @@
-"""A device over SSH: the system OpenSSH client, argument lists only, every remote word quoted.
+"""A device over SSH: the system OpenSSH client, argument lists only, every remote word quoted; and
+:func:`parse_device`, which also takes the emulated aarch64 device ``qemu:CORE`` (:mod:`benchmarks.emulated`).
 
 ``ssh://[user@]host[:port]`` names a device. The client is the user's own ``ssh`` (so ``~/.ssh/config``, agents,
 jump hosts and known_hosts apply), always with ``BatchMode=yes`` (never a password prompt) and a connect timeout;
@@ -19,11 +20,12 @@ import shlex
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from benchmarks.emulated.device import Emulated
 from hsnet.errors import HSNetError, ToolFailure
 
-__all__ = ["ARM_CORES", "Remote", "decode_cpuinfo", "probe", "run"]
+__all__ = ["ARM_CORES", "Device", "Remote", "decode_cpuinfo", "parse_device", "probe", "run"]
 
 #: ARM core names by (implementer, part) as /proc/cpuinfo gives them (Arm Ltd 0x41; Qualcomm 0x51 Kryo cores).
 ARM_CORES = {
@@ -43,6 +45,33 @@ _REMOTE = re.compile(
 )
 _OPTION = re.compile(r"[A-Za-z][A-Za-z0-9]*=[^\n]*")
 _CONNECT_TIMEOUT_S = 10
+
+
+class Device(Protocol):
+    """What the bench and ``hsnet device`` need of a device: its name, whether it is emulated, and the local
+    command that runs an argument list there."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def emulated(self) -> bool: ...
+
+    def argv(self, remote_argv: Sequence[str]) -> list[str]: ...
+
+
+def parse_device(text: str, *, ssh_options: Sequence[str] = (), ssh_config: str | None = None) -> Device:
+    """``ssh://[user@]host[:port]`` or ``qemu:cortex-a53|a72|a76``.
+
+    Raises: HSNetError naming the valid forms (exit 2).
+    """
+    if text.startswith("qemu:"):
+        if ssh_options or ssh_config:
+            raise HSNetError(f"remote {text!r}: --ssh-option and --ssh-config are for ssh:// devices")
+        return Emulated.parse(text)
+    if not text.startswith("ssh://"):
+        raise HSNetError(f"remote {text!r}: give ssh://[user@]host[:port] or qemu:cortex-a53|a72|a76")
+    return Remote.parse(text, ssh_options=ssh_options, ssh_config=ssh_config)
 
 
 @dataclass(frozen=True)
@@ -77,6 +106,11 @@ class Remote:
         port = f":{self.port}" if self.port else ""
         return f"ssh://{user}{self.host}{port}"
 
+    emulated = False  # as far as the host can tell: an emulated device behind sshd says so in its probe
+
+    def argv(self, remote_argv: Sequence[str]) -> list[str]:
+        return self.ssh_argv(remote_argv)
+
     def ssh_argv(self, remote_argv: Sequence[str]) -> list[str]:
         """The local command that runs ``remote_argv`` on the device (each word quoted for its shell)."""
         argv = ["ssh"]
@@ -91,7 +125,7 @@ class Remote:
         return [*argv, "--", target, shlex.join(remote_argv)]
 
 
-def run(remote: Remote, argv: Sequence[str], *, stdin: bytes | None = None, timeout_s: float = 60) -> str:
+def run(device: Device, argv: Sequence[str], *, stdin: bytes | None = None, timeout_s: float = 60) -> str:
     """Run ``argv`` on the device and return its stdout.
 
     Raises:
@@ -99,20 +133,21 @@ def run(remote: Remote, argv: Sequence[str], *, stdin: bytes | None = None, time
             command failed there (exit 3), in one line naming the device and what ssh or the command said.
     """
     try:
-        done = subprocess.run(remote.ssh_argv(argv), input=stdin, capture_output=True, timeout=timeout_s)
+        done = subprocess.run(device.argv(argv), input=stdin, capture_output=True, timeout=timeout_s)
     except FileNotFoundError:
         raise ToolFailure("the ssh client is not installed here (Debian: apt-get install openssh-client)") from None
     except subprocess.TimeoutExpired:
-        raise ToolFailure(f"{remote.name}: no answer within {timeout_s:g} s") from None
+        raise ToolFailure(f"{device.name}: no answer within {timeout_s:g} s") from None
     if done.returncode != 0:
-        raise ToolFailure(f"{remote.name}: {_reason(done.returncode, done.stderr)}")
+        ssh = isinstance(device, Remote)
+        raise ToolFailure(f"{device.name}: {_reason(done.returncode, done.stderr, ssh=ssh)}")
     return done.stdout.decode("utf-8", "replace")
 
 
-def _reason(code: int, stderr: bytes) -> str:
+def _reason(code: int, stderr: bytes, *, ssh: bool = True) -> str:
     lines = [ln.strip() for ln in stderr.decode("utf-8", "replace").splitlines() if ln.strip()]
     last = lines[-1] if lines else f"exit status {code}"
-    if code == 255:  # ssh's own failure: the connection, not the command
+    if code == 255 and ssh:  # ssh's own failure: the connection, not the command
         if "Permission denied" in last:
             return f"the device refused the key ({last})"
         if "Host key verification failed" in last or "REMOTE HOST IDENTIFICATION" in " ".join(lines):
@@ -143,28 +178,30 @@ for z in sorted(glob.glob('/sys/class/thermal/thermal_zone*')):
 home = os.path.expanduser('~')
 print(json.dumps({'arch': platform.machine(), 'kernel': platform.release(), 'python': platform.python_version(),
     'cpuinfo': read('/proc/cpuinfo') or '', 'cores': os.cpu_count(), 'freq': freq, 'temps_c': temps,
-    'free_bytes': shutil.disk_usage(home).free, 'home': home,
+    'free_bytes': shutil.disk_usage(home).free, 'home': home, 'emulated': os.environ.get('HSNET_EMULATED'),
     'versions': {d: version(d) for d in ('numpy', 'onnxruntime', 'ai-edge-litert', 'tflite-runtime')}}))
 """
 
 
-def probe(remote: Remote, *, timeout_s: float = 60) -> dict[str, Any]:
-    """What the device is (see :data:`PROBE`), with its cores decoded (:func:`decode_cpuinfo`).
+def probe(device: Device, *, timeout_s: float = 60) -> dict[str, Any]:
+    """What the device is (see :data:`PROBE`), with its cores decoded (:func:`decode_cpuinfo`). ``emulated`` is
+    what an emulated device says of itself (``qemu-aarch64 -cpu CORE``), else None; on it the governor,
+    frequencies and temperatures are the host's.
 
     Raises:
         ToolFailure: unreachable, or no ``python3`` there (named), or an answer that is not the probe's.
     """
     try:
-        out = run(remote, ["python3", "-c", PROBE], timeout_s=timeout_s)
+        out = run(device, ["python3", "-c", PROBE], timeout_s=timeout_s)
     except ToolFailure as e:
         if "exit status 127" in str(e):
-            raise ToolFailure(f"{remote.name}: no python3 on the device (install Python 3.9 or newer there)") from None
+            raise ToolFailure(f"{device.name}: no python3 on the device (install Python 3.9 or newer there)") from None
         raise
     try:
         info = json.loads(out.strip().splitlines()[-1])
     except (IndexError, json.JSONDecodeError):
-        raise ToolFailure(f"{remote.name}: the probe printed no JSON (got {out[:120]!r})") from None
-    info["device"] = remote.name
+        raise ToolFailure(f"{device.name}: the probe printed no JSON (got {out[:120]!r})") from None
+    info["device"] = device.name
     info["core_names"] = decode_cpuinfo(info.get("cpuinfo", ""))
     return info
 

@@ -47,6 +47,10 @@ _HEADERS = [
 ]
 
 
+#: The columns of timed figures, left out of a table of emulated rows.
+_TIMED = ("median ms", "95% CI", "p90 ms", "min ms", "cpu ms", "cold ms", "RSS MB", "GMAC/s", "of peak")
+
+
 def _f(v: float | None, fmt: str = ".2f") -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, fmt)
 
@@ -56,7 +60,14 @@ def _columns(result: BenchResult) -> tuple[list[str], str]:
     headers = list(_HEADERS)
     if any(r.instructions is not None for r in result.rows):
         headers.insert(headers.index("params"), "M instr")
-    return headers, "lllr" + "r" * (len(headers) - 5) + "l"
+    if any(r.kernels for r in result.rows):
+        headers.insert(headers.index("params"), "kernels")
+    if any(r.device for r in result.rows):
+        headers.insert(0, "device")
+    if result.rows and all(r.emulated or not r.ok for r in result.rows):  # emulated time is not a latency
+        headers = [h for h in headers if h not in _TIMED]
+    align = "".join("l" if h in ("device", "model", "runtime", "prec", "kernels", "status") else "r" for h in headers)
+    return headers, align
 
 
 def _cells(r: Row, headers: list[str]) -> list[str]:
@@ -77,12 +88,48 @@ def _cells(r: Row, headers: list[str]) -> list[str]:
         "GMAC/s": _f(r.gmacs_per_s, ".1f"),
         "of peak": "-" if r.peak_share is None else f"{100 * r.peak_share:.0f}%",
         "M instr": "-" if r.instructions is None else f"{r.instructions / 1e6:.1f}",
+        "kernels": kernel_text(r),
+        "device": _device_cell(r),
         "params": format_count(r.params),
         "MACs": format_count(r.macs),
         "size MB": "-" if r.artifact_bytes is None else f"{r.artifact_bytes / 1e6:.2f}",
         "status": r.status if not r.flags else f"{r.status} ({', '.join(f.split(':')[0] for f in r.flags)})",
     }
     return [cells[h] for h in headers]
+
+
+def kernel_text(r: Row) -> str:
+    """The instruction classes of one inference as shares of its instructions (``sdot 38%, fmla 0.2%``), largest
+    first, those above 0.1 %; ``-`` without counts."""
+    if not r.kernels or not r.instructions:
+        return "-"
+    shares = sorted(((v / r.instructions, k) for k, v in r.kernels.items() if v), reverse=True)
+    kept = [f"{k} {100 * s:.0f}%" if s >= 0.01 else f"{k} {100 * s:.1f}%" for s, k in shares if s >= 0.001]
+    return ", ".join(kept) or "none"
+
+
+def _device_cell(r: Row) -> str:
+    info = r.device_info or {}
+    if info.get("emulated"):
+        cores = sorted(set(info.get("cores") or ()))
+        return f"{r.device} (emulated {'/'.join(cores) or '?'})"
+    return r.device or "-"
+
+
+def device_lines(result: BenchResult) -> list[str]:
+    """One line per device of the run: what it is, as read on it."""
+    lines = []
+    for name, info in (result.environment.get("devices") or {}).items():
+        names: dict[str, int] = {}
+        for c in info.get("core_names") or ():
+            names[c["name"]] = names.get(c["name"], 0) + 1
+        cores = ", ".join(f"{n}x {k}" for k, n in names.items()) or f"{info.get('cores')} cores"
+        v = info.get("versions") or {}
+        runtimes = ", ".join(f"{k} {x}" for k, x in v.items() if x)
+        how = f"emulated ({info['emulated']}, host {result.environment.get('cpu')})" if info.get("emulated") else (
+            f"Linux {info.get('kernel')}")  # fmt: skip
+        lines.append(f"device {name}: {cores}, {info.get('arch')}, {how}; python {info.get('python')}, {runtimes}")
+    return lines
 
 
 def context_lines(result: BenchResult) -> list[str]:
@@ -93,7 +140,15 @@ def context_lines(result: BenchResult) -> list[str]:
     sizes = sorted({r.input_size for r in result.rows})
     batches = sorted({r.batch for r in result.rows})
     runs = s.get("runs") or f">= {s.get('min_time_s')} s of"
-    if s.get("metric") == "instructions":
+    if s.get("metric") == "instructions" and any(r.emulated for r in result.rows):
+        what = (
+            f"guest instructions per inference (M instr) on the emulated device, counted by hsnet's QEMU TCG plugin: "
+            f"median of {s.get('counted_calls')} steady-state calls, {s.get('processes', 1)} process(es), "
+            "PYTHONHASHSEED=0; kernels = instruction classes as shares of them (fmla: NEON float multiply-add, "
+            "sdot: int8 dot product, i8mm: int8 matrix multiply, fp16: half-precision vector, sve, sme); emulated "
+            "time is not a latency and none is shown"
+        )
+    elif s.get("metric") == "instructions":
         what = (
             f"instructions per inference (M instr) counted by valgrind cachegrind: difference of runs with "
             f"{s.get('n2')} and {s.get('n1')} inferences, divided by {s.get('n2', 0) - s.get('n1', 0)}; "
@@ -115,6 +170,10 @@ def context_lines(result: BenchResult) -> list[str]:
     ]
     if what:
         lines = [what, *lines[2:]]
+    devices = device_lines(result)
+    if devices:
+        lines[-1] = f"measured on the device(s) below; built here on {machine_line(env)}"
+        lines += devices
     h = result.harness
     if h.get("overhead_ns") is not None:
         share = h.get("overhead_share")
@@ -156,9 +215,11 @@ def noise_lines(result: BenchResult) -> list[str]:
 
 def _gemm_text(result: BenchResult) -> str:
     parts = []
-    for t, g in sorted(result.gemm.items(), key=lambda kv: int(kv[0])):
+    for key, g in sorted(result.gemm.items(), key=lambda kv: (kv[0].rpartition(" ")[0], int(kv[0].rpartition(" ")[2]))):
+        where, _, t = key.rpartition(" ")
         if g.get("peak"):
-            parts.append(f"{g['peak']:.1f} GMAC/s at {t} thread{'s' if t != '1' else ''}")
+            on = f" on {where}" if where else ""
+            parts.append(f"{g['peak']:.1f} GMAC/s at {t} thread{'s' if t != '1' else ''}{on}")
     return ", ".join(parts) or "not measured"
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.schema import Row, ms_rounds
-from benchmarks.timing_handle import WorkerFailed, WorkerProcess, WorkerSkipped
+from benchmarks.timing_handle import Launcher, WorkerFailed, WorkerProcess, WorkerSkipped
 from hsnet.toolbox.progress import log as _log
 from hsnet.toolbox.progress import progress
 
@@ -173,7 +173,12 @@ class _Group:
 
 
 def measure_gemm(
-    threads: Sequence[int], *, env: Mapping[str, str] | None = None, size: int = 1024, runs: int = 5
+    threads: Sequence[int],
+    *,
+    env: Mapping[str, str] | None = None,
+    size: int = 1024,
+    runs: int = 5,
+    launch: Launcher | None = None,
 ) -> dict[str, Any]:
     """Achieved float32 GEMM throughput (GMAC/s) of numpy and torch at each thread count; ``peak`` is the best."""
     out: dict[str, Any] = {}
@@ -189,7 +194,7 @@ def measure_gemm(
                 "warmup_s": 0.0,
             }
             try:
-                with WorkerProcess(job, env=env) as w:
+                with WorkerProcess(job, env=env, launch=launch) as w:
                     ready = w.start(timeout_s=120)
                     best = min(min(w.request({"cmd": "run", "n": runs}, timeout_s=120)["t"]) for _ in range(2))
                     entry[backend] = round(ready["macs"] / best / 1e9, 2)
@@ -228,6 +233,7 @@ def measure(
     env: Mapping[str, str] | None = None,
     log: Callable[[str], None] = _log,
     show_progress: bool = True,
+    launch: Launcher | None = None,
 ) -> Measurement:
     """Measure every configuration whose row is ``ok`` and fill its row; return rows in the given order.
 
@@ -237,13 +243,14 @@ def measure(
         env: extra environment for every worker (tests use it to hide a runtime).
         log: where progress lines go.
         show_progress: show a progress bar (or lines) over the rounds.
+        launch: starts each worker on a device instead of here (:mod:`benchmarks.on_device`).
     """
     threads = sorted({c.row.threads for c in configs if c.row.ok})
     result = Measurement(rows=[c.row for c in configs])
     env = _worker_env(env, settings)
     if settings.gemm and threads:
         log(f"GEMM peak at {', '.join(map(str, threads))} thread(s)")
-        result.gemm = measure_gemm(threads, env=env)
+        result.gemm = measure_gemm(threads, env=env, launch=launch)
 
     groups: list[_Group] = []
     paths: dict[int, Path | None] = {}  # id(group) -> its artifact, for the per-operator breakdown
@@ -254,7 +261,7 @@ def measure(
             g = _Group(cfg.row, cfg.row.threads)
             groups.append(g)
             paths[id(g)] = cfg.artifact
-            _start_group(g, worker_job(cfg, settings), settings, env)
+            _start_group(g, worker_job(cfg, settings), settings, env, launch)
             if cfg.infer_input and g.workers:
                 _input_from_artifact(g.row, g.workers[0].ready.get("input_shape") or [])
         if settings.reference:
@@ -267,7 +274,7 @@ def measure(
                     "pin": None if settings.pin is None else list(settings.pin),
                 }
                 ref = _Group(None, t)
-                _start_group(ref, job, settings, env)
+                _start_group(ref, job, settings, env, launch)
                 if ref.lost:
                     _reference_lost(groups, t, ref.lost_reason or RuntimeError("unknown"))
                 else:
@@ -332,10 +339,12 @@ def _worker_env(env: Mapping[str, str] | None, settings: Settings) -> dict[str, 
     return out
 
 
-def _start_group(g: _Group, job: dict[str, Any], settings: Settings, env: Mapping[str, str] | None) -> None:
+def _start_group(
+    g: _Group, job: dict[str, Any], settings: Settings, env: Mapping[str, str] | None, launch: Launcher | None
+) -> None:
     """Start ``settings.processes`` workers one after another; a skip or failure marks the whole group."""
     for k in range(settings.processes):
-        w = WorkerProcess(job, env=env)
+        w = WorkerProcess(job, env=env, launch=launch)
         try:
             ready = w.start(settings.start_timeout_s)
         except (WorkerSkipped, WorkerFailed) as e:

@@ -74,6 +74,9 @@ class Row:
     ``samples_ms`` holds the raw timed samples grouped by round (the gate needs the rounds);
     ``process_medians_ms`` each worker process's median; ``flags`` what makes the figure untrustworthy
     (``bimodal: ...``, ``processes disagree: ...``; :func:`benchmarks.rounds.flag_row`).
+    ``device`` names the device of a row measured there (``ssh://board``, ``qemu:cortex-a76``; None: this host);
+    ``device_info`` is what was read on it (:func:`benchmarks.remote.probe`, temperatures before and after);
+    ``kernels`` the instruction classes of one inference on the emulated device (fmla, sdot, i8mm, fp16, sve, sme).
     """
 
     model: str
@@ -108,18 +111,32 @@ class Row:
     process_medians_ms: list[float] | None = None
     flags: list[str] = field(default_factory=list)
     ops: dict[str, Any] | None = None
+    device: str | None = None
+    device_info: dict[str, Any] | None = None
+    kernels: dict[str, float] | None = None
     samples_ms: list[list[float]] = field(default_factory=list)
     cpu_samples_ms: list[list[float]] = field(default_factory=list)
     switches: list[list[int]] = field(default_factory=list)
 
     @property
-    def key(self) -> tuple[str, str, str, int, int, int]:
-        """What identifies a configuration across runs."""
-        return (self.model, self.runtime, self.precision, self.threads, self.batch, self.input_size)
+    def key(self) -> tuple[str, str, str, int, int, int, str | None]:
+        """What identifies a configuration across runs (the device last: None for this host)."""
+        return (self.model, self.runtime, self.precision, self.threads, self.batch, self.input_size, self.device)
 
     @property
     def label(self) -> str:
-        return f"{self.model} {self.runtime} {self.precision} t{self.threads} b{self.batch} {self.input_size}px"
+        where = f" @ {self.device}" if self.device else ""
+        return f"{self.model} {self.runtime} {self.precision} t{self.threads} b{self.batch} {self.input_size}px{where}"
+
+    @property
+    def reference_key(self) -> str:
+        """The key of this row's same-run reference workload (and GEMM peak) in :class:`BenchResult`."""
+        return f"{self.device} {self.threads}" if self.device else str(self.threads)
+
+    @property
+    def emulated(self) -> bool:
+        """Measured on an emulated device: its wall time is not a latency."""
+        return bool((self.device_info or {}).get("emulated"))
 
     @property
     def ok(self) -> bool:
@@ -174,7 +191,8 @@ class BenchResult:
         environment: machine and software versions (see :func:`benchmarks.environment.collect_environment`).
         settings: how the run was made (runs, rounds, block size, warm-up, metric, ...).
         gemm: per thread count, achieved GMAC/s of numpy's and torch's matmul and their maximum (``peak``).
-        reference: per thread count (as a string key), the reference workload's samples by round, in ms.
+        reference: per thread count (as a string key; ``"DEVICE THREADS"`` for a device's rows), the reference
+            workload's samples by round, in ms (:attr:`Row.reference_key`).
         harness: the timing loop's own cost (``overhead_ns``) and its share of the fastest median.
         created: UTC time the run finished, ISO 8601.
         wall_s: wall time of the whole run, artifact builds included.

@@ -13,13 +13,16 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from benchmarks import timing_process
 
-__all__ = ["RUNNER_PATH", "WorkerFailed", "WorkerProcess", "WorkerSkipped"]
+__all__ = ["RUNNER_PATH", "Launcher", "WorkerFailed", "WorkerProcess", "WorkerSkipped"]
+
+#: Turns a job into the local command that starts its worker (on a device: the ssh or emulator command line).
+Launcher = Callable[[Mapping[str, Any]], list[str]]
 
 # The timing process is started by path, so it runs without importing the benchmarks package (as it will on a device).
 RUNNER_PATH = Path(timing_process.__file__).resolve()
@@ -40,14 +43,21 @@ class WorkerProcess:
         job: the runner's job (see :mod:`benchmarks.timing_process`).
         env: extra environment variables for the worker (on top of this process's and the thread caps).
         prefix: command words put before the Python interpreter (e.g. a valgrind command line).
+        launch: builds the whole command instead (a worker on a device); ``prefix`` is then unused.
     """
 
     def __init__(
-        self, job: Mapping[str, Any], *, env: Mapping[str, str] | None = None, prefix: Sequence[str] = ()
+        self,
+        job: Mapping[str, Any],
+        *,
+        env: Mapping[str, str] | None = None,
+        prefix: Sequence[str] = (),
+        launch: Launcher | None = None,
     ) -> None:
         self.job = dict(job)
         self.env = dict(env or {})
         self.prefix = list(prefix)
+        self.launch = launch
         self.proc: subprocess.Popen[bytes] | None = None
         self._buf = b""
         self._stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the worker; closed in close()
@@ -64,7 +74,10 @@ class WorkerProcess:
             WorkerFailed: load or first call failed, the worker died, or ``timeout_s`` passed.
         """
         env = {**os.environ, **timing_process.thread_env(int(self.job.get("threads", 1))), **self.env}
-        cmd = [*self.prefix, sys.executable, str(RUNNER_PATH), json.dumps(self.job)]
+        if self.launch is not None:
+            cmd = self.launch(self.job)
+        else:
+            cmd = [*self.prefix, sys.executable, str(RUNNER_PATH), json.dumps(self.job)]
         self.proc = subprocess.Popen(  # argument list, never a shell string
             cmd,
             stdin=subprocess.PIPE,

@@ -23,6 +23,10 @@ warms up, then prints ``{"event": "ready", ...}`` and waits for commands on stdi
 - ``{"cmd": "ops", "n": N, "warmup": W}``: the runtime's own per-operator profile of N calls (after W) in a
   second session; reply ``{"event": "ops", "available": true, "runs": N, "run_us": ..., "nodes": {name: {"op",
   "inputs": [shapes], "us": mean per call}}}``, or ``{"event": "ops", "available": false, "reason": ...}``.
+- ``{"cmd": "count", "n": N, "warmup": W}``: on the emulated device only (its TCG plugin, loaded when
+  ``HSNET_INSN_FILE`` is set, see ``benchmarks/emulated/insn_count.c``): W uncounted calls, then N calls each
+  bracketed by the plugin's marker system calls; reply ``{"event": "counts", "calls": [{"insns": ..., "fmla": ...,
+  "sdot": ..., "i8mm": ..., "fp16": ..., "sve": ..., "sme": ...}, ...]}`` (guest instructions per call).
 - ``{"cmd": "stats"}``: reply ``{"event": "stats", "peak_rss_bytes": ..., "os_threads": ...}``.
 - ``{"cmd": "quit"}``: exit 0.
 
@@ -35,7 +39,8 @@ Job fields: ``runtime`` (``torch``, ``onnxruntime``, ``tflite``, ``coreml``, or 
 ``reference`` and ``gemm``), ``artifact`` (path), ``threads`` (int), ``batch`` (used for dynamic or unknown input
 shapes), ``input_shape`` (NCHW, required for ``torch``), ``pin`` (list of CPU ids or null), ``warmup_runs``,
 ``warmup_s``, ``inject_delay_s`` (a busy wait added inside every timed call: the gate's proof uses it as a real,
-calibrated slowdown), ``seed``.
+calibrated slowdown), ``seed``, ``watch_stdin`` (exit at once when the parent's end of stdin goes away, even in the
+middle of a call: a worker on a device over SSH must not outlive a dropped connection).
 """
 
 from __future__ import annotations
@@ -500,6 +505,7 @@ class Worker:
         self.out = out
         self.call: Callable[[], Any] | None = None
         self.delay_s = float(job.get("inject_delay_s", 0.0))
+        self.counts: Any = None  # the emulator plugin's count file, once opened
 
     def send(self, obj: dict[str, Any]) -> None:
         self.out.write(json.dumps(obj) + "\n")
@@ -599,11 +605,80 @@ class Worker:
                     self.send({"event": "error", "phase": "ops", "message": f"{type(e).__name__}: {e}"})
                 else:
                     self.send({"event": "ops", "available": True, **found})
+        elif kind == "count":
+            if self.counts is None:
+                path = os.environ.get("HSNET_INSN_FILE")
+                if not path or not os.path.exists(path):
+                    self.send(
+                        {
+                            "event": "error",
+                            "phase": "count",
+                            "message": "instruction counts need the emulated "
+                            "device's plugin (--remote qemu:cortex-a53|a72|a76); this Python runs without it",
+                        }
+                    )
+                    return True
+                self.counts = open(path, "rb")  # noqa: SIM115 - open for the worker's life
+                os.unlink(path)  # the plugin keeps writing to it; nothing is left behind, even if killed
+            assert self.call is not None
+            for _ in range(int(cmd.get("warmup", 1))):
+                self.call()
+            try:
+                calls = counted_calls(self.call, int(cmd.get("n", 3)), self.counts)
+            except Exception as e:  # noqa: BLE001 - a reply, not a dead worker
+                self.send({"event": "error", "phase": "count", "message": f"{type(e).__name__}: {e}"})
+            else:
+                self.send({"event": "counts", "calls": calls})
         elif kind == "stats":
             self.send({"event": "stats", "peak_rss_bytes": _peak_rss_bytes(), "os_threads": _os_threads()})
         else:
             self.send({"event": "error", "phase": "protocol", "message": f"unknown command {kind!r}"})
         return True
+
+
+#: The marker system calls of the emulated device's plugin (numbers no kernel uses: qemu answers ENOSYS).
+MARK_START, MARK_STOP = 0x4D41, 0x4D42
+
+
+def counted_calls(call: Callable[[], Any], n: int, counts: Any) -> list[dict[str, int]]:
+    """``n`` calls, each between the plugin's markers; the plugin's lines for them (read from the open binary
+    file ``counts``, from its current end), parsed."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    counts.seek(0, os.SEEK_END)
+    offset = counts.tell()
+    for _ in range(n):
+        libc.syscall(MARK_START)
+        call()
+        libc.syscall(MARK_STOP)
+    counts.seek(offset)
+    calls: list[dict[str, int]] = []
+    for word in counts.read().decode("ascii", "replace").split():
+        key, _, value = word.partition("=")
+        if key == "insns":
+            calls.append({})
+        if calls and value.isdigit():
+            calls[-1][key] = int(value)
+    if len(calls) != n:
+        raise RuntimeError(f"the instruction-count plugin wrote {len(calls)} counts for {n} calls")
+    return calls
+
+
+def _watch_stdin() -> None:
+    """Exit the process when stdin's writer goes away (a hang-up), without reading from it."""
+    import select
+    import threading
+
+    def watch() -> None:
+        poller = select.poll()
+        poller.register(sys.stdin.fileno(), select.POLLHUP | getattr(select, "POLLRDHUP", 0))
+        while True:
+            for _fd, events in poller.poll():
+                if events & (select.POLLHUP | getattr(select, "POLLRDHUP", 0) | select.POLLERR | select.POLLNVAL):
+                    os._exit(3)
+
+    threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
 
 
 def _empty() -> None:
@@ -632,6 +707,8 @@ def main(argv: list[str] | None = None) -> int:
     proto = os.fdopen(os.dup(1), "w", buffering=1, encoding="utf-8")
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    if job.get("watch_stdin"):
+        _watch_stdin()
     worker = Worker(job, proto)
     if not worker.start():
         return 0

@@ -1,21 +1,15 @@
 """``hsnet device check|exec`` against a real sshd on loopback: 127.0.0.1 only, its own host key, config and
 authorized keys in a temporary folder, key authentication only, stopped by its PID.
 
-Three client keys: ``good`` (a forced command puts this interpreter's folder first on PATH, as a device wrapper
-would, then runs the original command), ``bare`` (a ``python3`` that sees no installed distribution: no numpy,
-no runtimes) and ``nopython`` (a PATH with no Python at all). A fourth, never authorized, is
-refused.
+The sshd is the ``sshd`` fixture of tests/benchmarks/conftest.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -23,75 +17,6 @@ from click.testing import CliRunner
 
 from benchmarks.remote import Remote, decode_cpuinfo
 from hsnet.cli import main
-
-SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
-pytestmark = pytest.mark.skipif(
-    not (os.path.exists(SSHD) and shutil.which("ssh") and shutil.which("ssh-keygen")),
-    reason="needs openssh-server and openssh-client (.ci/install installs them)",
-)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _keygen(path: Path) -> str:
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(path)], check=True)
-    return Path(f"{path}.pub").read_text().strip()
-
-
-@pytest.fixture(scope="module")
-def sshd(tmp_path_factory: pytest.TempPathFactory):
-    d = tmp_path_factory.mktemp("sshd")
-    port = _free_port()
-    host_pub = _keygen(d / "host_key")
-    bindir = str(Path(sys.executable).parent)
-    wrapper = f'command="PATH={bindir}:$PATH; eval \\"$SSH_ORIGINAL_COMMAND\\"",restrict'
-    nopython = 'command="PATH=/nonexistent; eval \\"$SSH_ORIGINAL_COMMAND\\"",restrict'
-    nosite = d / "nosite"  # a python3 that sees no installed distribution: a device without numpy or runtimes
-    nosite.mkdir()
-    (nosite / "python3").write_text(f'#!/bin/sh\nexec {sys.executable} -I -S "$@"\n')
-    (nosite / "python3").chmod(0o755)
-    bare = f'command="PATH={nosite}:/usr/bin:/bin; eval \\"$SSH_ORIGINAL_COMMAND\\"",restrict'
-    (d / "authorized_keys").write_text(
-        f"{wrapper} {_keygen(d / 'good.key')}\n{bare} {_keygen(d / 'bare.key')}\n"
-        f"{nopython} {_keygen(d / 'nopython.key')}\n"
-    )
-    _keygen(d / "stranger.key")
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
-        "PubkeyAuthentication yes\nUsePAM no\nStrictModes no\nPermitRootLogin prohibit-password\n"
-        f"AllowUsers {os.environ.get('USER') or 'root'} root\n"
-    )
-    (d / "known_hosts").write_text(f"[127.0.0.1]:{port} {host_pub}\n")
-    for key in ("good", "bare", "nopython", "stranger"):
-        (d / f"{key}.cfg").write_text(
-            f"Host device\n  HostName 127.0.0.1\n  Port {port}\n  IdentityFile {d / (key + '.key')}\n"
-            f"  IdentitiesOnly yes\n  UserKnownHostsFile {d / 'known_hosts'}\n  StrictHostKeyChecking yes\n"
-        )
-    (d / "stranger_host.cfg").write_text((d / "good.cfg").read_text().replace("known_hosts", "empty_known_hosts"))
-    (d / "empty_known_hosts").write_text("")
-    Path("/run/sshd").mkdir(parents=True, exist_ok=True)  # a root sshd wants its privilege-separation folder
-    log = open(d / "sshd.log", "wb")  # noqa: SIM115 - sshd's log for the failure message; closed at the end
-    proc = subprocess.Popen([SSHD, "-D", "-e", "-f", str(d / "sshd_config")], stderr=log)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                break
-        time.sleep(0.1)
-    else:
-        proc.kill()
-        pytest.fail(f"sshd did not start: {(d / 'sshd.log').read_text()}")
-    try:
-        yield {"dir": d, "port": port}
-    finally:
-        proc.terminate()  # stopped by its PID
-        proc.wait(timeout=10)
-        log.close()
 
 
 def _cli(*args: object):
