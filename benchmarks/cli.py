@@ -431,11 +431,17 @@ def compare_cmd(old: Path, new: Path, threshold: str, gate_metric: str, json_pat
               help="Injected slowdown of the S runs, as a share of the median CPU time.")  # fmt: skip
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=0.05, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--remote", default=None, metavar="qemu:CORE", help="Prove the instruction-count gate on this emulated "
+              "device instead (with --precision; --slowdown and --threshold default to 3 % and 1 %).")  # fmt: skip
+@click.option("--precision", "precisions", default="fp32,int8", show_default=True, help="With --remote.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the tallies.")
+@click.pass_context
 @user_errors
-def gate_proof_cmd(pairs: int, models: str, runtimes: str, input_size: int, rounds: int, runs: int, processes: int,
-                   slowdown: float, threshold: float, seed: int, json_path: Path | None) -> None:  # fmt: skip
-    """Measure the gate's false alarms (A/A) and detections (an injected slowdown) on this machine."""
+def gate_proof_cmd(ctx: click.Context, pairs: int, models: str, runtimes: str, input_size: int, rounds: int, runs: int,
+                   processes: int, slowdown: float, threshold: float, seed: int, remote: str | None, precisions: str,
+                   json_path: Path | None) -> None:  # fmt: skip
+    """Measure the gate's false alarms (A/A) and detections (an injected slowdown) on this machine, or on an
+    emulated device (--remote qemu:CORE: the instruction-count gate)."""
     from benchmarks.environment import machine_line
     from benchmarks.gate_proof import run_proof
     from benchmarks.rounds import Settings
@@ -443,6 +449,10 @@ def gate_proof_cmd(pairs: int, models: str, runtimes: str, input_size: int, roun
 
     if json_path is not None:
         check_writable_file(json_path, what="--json file")
+    if remote is not None:
+        _count_proof(ctx, remote, pairs, models, runtimes, precisions, input_size, processes, slowdown, threshold,
+                     json_path)  # fmt: skip
+        return
     out = run_proof(
         pairs=pairs, models=list(_csv(models)), runtimes=list(_csv(runtimes)), input_size=input_size,
         settings=Settings(runs=runs, rounds=rounds, processes=processes), slowdown=slowdown, threshold=threshold,
@@ -454,6 +464,40 @@ def gate_proof_cmd(pairs: int, models: str, runtimes: str, input_size: int, roun
             f"{name:40s} false alarms {r['false_alarms']}/{r['aa_comparisons']} ({100 * r['false_alarm_rate']:.1f} %)"
             f"  caught {r['caught']}/{r['slowdown_comparisons']} ({100 * r['detection_rate']:.1f} %)"
         )
+    if json_path:
+        atomic_write_json(json_path, out)
+
+
+def _count_proof(ctx: click.Context, remote: str, pairs: int, models: str, runtimes: str, precisions: str,
+                 input_size: int, processes: int, slowdown: float, threshold: float,
+                 json_path: Path | None) -> None:  # fmt: skip
+    from click.core import ParameterSource
+
+    from benchmarks.count_gate_proof import run_count_proof
+    from benchmarks.errors import BenchError
+    from benchmarks.remote import parse_device
+    from benchmarks.rounds import Settings
+    from benchmarks.suite import BenchRequest
+    from hsnet.toolbox.atomic import atomic_write_json
+
+    device = parse_device(remote)
+    if not device.emulated:
+        raise BenchError(f"--remote {remote}: the instruction-count gate's proof runs on an emulated device (qemu:...)")
+    given = {n: ctx.get_parameter_source(n) != ParameterSource.DEFAULT for n in ("models", "runtimes", "slowdown",
+                                                                                "threshold")}  # fmt: skip
+    req = BenchRequest(
+        models=_csv(models) if given["models"] else ("hsnet",),
+        runtimes=_csv(runtimes) if given["runtimes"] else ("onnxruntime", "tflite"),
+        precisions=_csv(precisions),
+        input_size=input_size,
+        settings=Settings(processes=processes),
+    )
+    out = run_count_proof(req, device, pairs=pairs, slowdown=slowdown if given["slowdown"] else 0.03,
+                          threshold=threshold if given["threshold"] else 0.01,
+                          log=lambda s: click.echo(s, err=True))  # fmt: skip
+    click.echo(f"{out['device']}: false alarms {out['false_alarms']}/{out['aa_comparisons']}, caught "
+               f"{out['caught']}/{out['slowdown_comparisons']} (+{100 * out['slowdown']:.0f} % injected, gate "
+               f"threshold {100 * out['threshold']:.0f} %)")  # fmt: skip
     if json_path:
         atomic_write_json(json_path, out)
 

@@ -221,12 +221,26 @@ def compare_results(
             verdicts.append(RowVerdict(base.label, key, "missing"))
     # Counts on an emulated device do not depend on the host (the emulated core decides the code path).
     emulated = metric == "instructions" and bool(new.rows) and all(r.emulated or not r.ok for r in new.rows)
-    why = None if emulated else machine_mismatch(old.environment, new.environment)
+    hosts = machine_mismatch(old.environment, new.environment)
+    why = None if emulated else hosts
+    if emulated and hosts is not None:
+        for v in verdicts:
+            _built_elsewhere(v, old_rows.get(v.key), next((r for r in new.rows if r.key == v.key), None), hosts)
     if why is not None:
         for v in verdicts:
             if v.change is not None and v.verdict in ("pass", "faster", "regression") and _latency_only(v, metric):
                 v.verdict = "inconclusive"
     return GateReport(verdicts, threshold, metric, alpha, normalise, inconclusive=why)
+
+
+def _built_elsewhere(v: RowVerdict, base: Row | None, row: Row | None, hosts: str) -> None:
+    """An emulated count that moved because the artifact was built otherwise on another host (the ONNX int8
+    filling is decided by a bit-identity check on the host's CPU) is no verdict on the commit: inconclusive."""
+    if base is None or row is None or v.verdict not in ("regression", "faster"):
+        return
+    if base.artifact_sha256 and row.artifact_sha256 and base.artifact_sha256 != row.artifact_sha256:
+        v.verdict = "inconclusive"
+        v.reasons.append(f"the artifact was built differently here ({hosts})")
 
 
 def _latency_only(v: RowVerdict, metric: str) -> bool:

@@ -115,12 +115,13 @@ def run_on_devices(
     options: DeviceOptions = DeviceOptions(),
     metric: str | None = None,
     log: Callable[[str], None] = _log,
+    planned: Sequence[Config] | None = None,
 ) -> BenchResult:
     """Build the artifacts here, then measure every configuration on each device (see the module docstring).
 
     ``metric``: ``instructions`` (emulated devices only: rows on a real one are skipped), ``time`` (real devices
     only: an emulated one's rows are skipped, its time being no latency), None: each device's own (what its probe
-    says it is).
+    says it is). ``planned``: configurations already planned (and built) for ``req``, instead of planning them.
 
     Raises:
         BenchError: an invalid request (before any work).
@@ -128,7 +129,7 @@ def run_on_devices(
     validate_request(req)
     start = time.perf_counter()
     environment = collect_environment()
-    configs = plan_configs(req, log)
+    configs = list(planned) if planned is not None else plan_configs(req, log)
     rows: list[Row] = []
     infos: dict[str, Any] = {}
     gemm: dict[str, Any] = {}

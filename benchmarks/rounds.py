@@ -50,6 +50,8 @@ class Config:
         artifact: file the runtime loads (None for a row that is not measured).
         input_shape: NCHW input shape (needed by the torch runtime, whose .pt2 file does not record it).
         inject_delay_s: busy wait added inside every timed call (the gate's proof uses it as a real slowdown).
+        inject_loop: iterations of an empty Python loop added inside every call (a fixed number of instructions:
+            the instruction-count gate's proof).
         infer_input: take the row's batch and input size from the artifact itself (a file given by path).
     """
 
@@ -58,6 +60,7 @@ class Config:
     input_shape: tuple[int, ...] | None = None
     inject_delay_s: float = 0.0
     infer_input: bool = False
+    inject_loop: int = 0
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,8 @@ def worker_job(cfg: Config, settings: Settings) -> dict[str, Any]:
         "pin": None if settings.pin is None else list(settings.pin),
         "inject_delay_s": cfg.inject_delay_s,
     }
+    if cfg.inject_loop:
+        job["inject_loop"] = cfg.inject_loop
     if cfg.input_shape is not None:
         job["input_shape"] = list(cfg.input_shape)
     return job

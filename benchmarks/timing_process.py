@@ -39,8 +39,10 @@ Job fields: ``runtime`` (``torch``, ``onnxruntime``, ``tflite``, ``coreml``, or 
 ``reference`` and ``gemm``), ``artifact`` (path), ``threads`` (int), ``batch`` (used for dynamic or unknown input
 shapes), ``input_shape`` (NCHW, required for ``torch``), ``pin`` (list of CPU ids or null), ``warmup_runs``,
 ``warmup_s``, ``inject_delay_s`` (a busy wait added inside every timed call: the gate's proof uses it as a real,
-calibrated slowdown), ``seed``, ``watch_stdin`` (exit at once when the parent's end of stdin goes away, even in the
-middle of a call: a worker on a device over SSH must not outlive a dropped connection).
+calibrated slowdown), ``inject_loop`` (N iterations of an empty Python loop added inside every call: a slowdown
+of a fixed number of instructions, for the proof of the instruction-count gate), ``seed``, ``watch_stdin`` (exit
+at once when the parent's end of stdin goes away, even in the middle of a call: a worker on a device over SSH must
+not outlive a dropped connection).
 """
 
 from __future__ import annotations
@@ -528,6 +530,9 @@ class Worker:
             phase = "load"
             rss_before = _peak_rss_bytes()
             call, info = loader(job, np)
+            loop = int(job.get("inject_loop", 0))
+            if loop > 0:
+                call = _with_loop(call, loop)
             import_s = time.perf_counter() - t0 - info["load_s"]
             phase = "run"
             t1 = time.perf_counter()
@@ -679,6 +684,16 @@ def _watch_stdin() -> None:
                     os._exit(3)
 
     threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
+
+
+def _with_loop(call: Callable[[], Any], n: int) -> Callable[[], Any]:
+    def looped() -> Any:
+        out = call()
+        for _ in range(n):
+            pass
+        return out
+
+    return looped
 
 
 def _empty() -> None:
