@@ -324,7 +324,7 @@ def _run(o: dict[str, Any]) -> None:
 def _devices(o: dict[str, Any]) -> tuple[Any, ...]:
     """The ``--remote`` devices, parsed, and ``o["metric"]`` settled for them (usage errors before any work)."""
     from benchmarks.errors import BenchError
-    from benchmarks.remote import parse_device
+    from hsnet.devices.remote import parse_device
 
     devices = tuple(parse_device(t, ssh_options=o["ssh_options"], ssh_config=o["ssh_config"]) for t in o["remotes"])
     if not devices:
@@ -475,9 +475,9 @@ def _count_proof(ctx: click.Context, remote: str, pairs: int, models: str, runti
 
     from benchmarks.count_gate_proof import run_count_proof
     from benchmarks.errors import BenchError
-    from benchmarks.remote import parse_device
     from benchmarks.rounds import Settings
     from benchmarks.suite import BenchRequest
+    from hsnet.devices.remote import parse_device
     from hsnet.toolbox.atomic import atomic_write_json
 
     device = parse_device(remote)

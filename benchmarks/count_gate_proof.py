@@ -20,9 +20,9 @@ from typing import Any
 
 from benchmarks.gate import compare_results
 from benchmarks.on_device import run_on_devices
-from benchmarks.remote import Device
 from benchmarks.schema import BenchResult
 from benchmarks.suite import BenchRequest, plan_configs
+from hsnet.devices.remote import Device
 from hsnet.toolbox.progress import log as _log
 
 __all__ = ["run_count_proof"]

@@ -33,7 +33,7 @@ from benchmarks.errors import BenchError
 from benchmarks.rounds import Config, Settings, worker_job
 from benchmarks.schema import BenchResult
 from benchmarks.suite import BenchRequest, plan_configs, validate_request
-from benchmarks.timing_handle import WorkerFailed, WorkerProcess, WorkerSkipped
+from hsnet.devices.handle import WorkerFailed, WorkerProcess, WorkerSkipped
 from hsnet.toolbox.progress import log as _log
 
 __all__ = ["count_instructions", "run_instructions", "track_time"]

@@ -1,6 +1,6 @@
 """``hsnet bench --remote DEVICE``: the same table as ``--device cpu``, measured on devices.
 
-Artifacts are built here, pushed once with the self-contained runner (:mod:`benchmarks.push`), and each worker
+Artifacts are built here, pushed once with the self-contained runner (:mod:`hsnet.devices.push`), and each worker
 runs on the device, speaking the usual JSON lines over the device's channel (ssh, or the emulator's pipes). On a
 board the rows are timed in interleaved rounds exactly as on the host (:func:`benchmarks.rounds.measure`, its
 GEMM peak and reference workload measured there); on an emulated device, whose time is not a latency, each row is
@@ -12,29 +12,27 @@ which kernels ran. A device that cannot be reached, lacks Python or a runtime, o
 from __future__ import annotations
 
 import copy
-import json
 import statistics
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from benchmarks.environment import collect_environment
-from benchmarks.push import push, remote_base
-from benchmarks.remote import Device, probe
 from benchmarks.rounds import Config, Settings, measure, worker_job
 from benchmarks.schema import BenchResult, Row
 from benchmarks.suite import BenchRequest, plan_configs, validate_request
-from benchmarks.timing_handle import RUNNER_PATH, WorkerFailed, WorkerProcess, WorkerSkipped
+from hsnet.devices.handle import RUNNER_PATH, WorkerFailed, WorkerProcess, WorkerSkipped
+from hsnet.devices.push import push, remote_base
+from hsnet.devices.remote import Device, probe
+from hsnet.devices.session import DeviceLauncher, missing_runtime
 from hsnet.errors import HSNetError, ToolFailure
 from hsnet.toolbox.progress import log as _log
 
-__all__ = ["DEVICE_RUNTIMES", "DeviceLauncher", "pick_cores", "run_on_devices"]
+__all__ = ["DeviceOptions", "pick_cores", "run_on_devices"]
 
-#: Runtimes a device measures, and the distributions that provide them there.
-DEVICE_RUNTIMES = {"onnxruntime": ("onnxruntime",), "tflite": ("ai-edge-litert", "tflite-runtime")}
 #: Counted calls per process on the emulated device (after one uncounted call past the worker's warm-up).
 COUNTED_CALLS = 3
 #: Two processes' counts of a row further apart than this are flagged (they agree to a few hundred instructions).
@@ -56,25 +54,6 @@ class DeviceOptions:
     cooldown_s: float = 0.0
     thermal_limit_c: float | None = None
     thermal_wait_s: float = 300.0
-
-
-@dataclass
-class DeviceLauncher:
-    """Starts a worker job on ``device``: its artifact replaced by the pushed copy, ``env`` set there."""
-
-    device: Device
-    runner: str
-    artifacts: Mapping[str, str]
-    env: dict[str, str] = field(default_factory=dict)
-
-    def __call__(self, job: Mapping[str, Any]) -> list[str]:
-        job = {**job, "watch_stdin": True}  # the worker exits when the connection drops
-        if job.get("artifact") in self.artifacts:
-            job["artifact"] = self.artifacts[job["artifact"]]
-        words = ["python3", self.runner, json.dumps(job, separators=(",", ":"))]
-        if self.env:
-            words = ["env", *(f"{k}={v}" for k, v in self.env.items()), *words]
-        return self.device.argv(words)
 
 
 def pick_cores(spec: str | None, info: Mapping[str, Any]) -> tuple[int, ...] | None:
@@ -186,22 +165,14 @@ def _on_device(
         _fail(configs, "failed", str(e))
         log(f"{device.name}: {e}")
         return None
-    versions = info.get("versions") or {}
     if metric == "instructions" and not _emulated(info):
         _fail(configs, "skipped", f"{device.name} is not emulated: instruction counts need the emulated device")
     if metric == "time" and _emulated(info):
         _fail(configs, "skipped", f"{device.name} is emulated ({info['emulated']}): its time is not a latency")
     for c in configs:
-        wanted = DEVICE_RUNTIMES.get(c.row.runtime)
-        if not c.row.ok:
-            continue
-        if wanted is None:
-            c.row.status = (f"skipped: {device.name}: hsnet measures {' and '.join(DEVICE_RUNTIMES)} on devices, "
-                            f"not {c.row.runtime}")  # fmt: skip
-        elif not any(versions.get(d) for d in wanted):
-            c.row.status = f"skipped: {device.name} has no {wanted[0]} (see hsnet device check {device.name})"
-        elif not versions.get("numpy"):
-            c.row.status = f"skipped: {device.name} has no numpy (see hsnet device check {device.name})"
+        why = missing_runtime(c.row.runtime, info) if c.row.ok else None
+        if why is not None:
+            c.row.status = f"skipped: {why}"
     todo = [c for c in configs if c.row.ok]
     if not todo:
         return info
@@ -224,7 +195,7 @@ def _on_device(
     else:
         _guard(device, options, todo[0].row, log)
         launch = DeviceLauncher(device, where[RUNNER_PATH], artifacts)
-        m = measure(todo, replace(settings, reference=settings.reference), log=log, launch=launch)
+        m = measure(todo, settings, log=log, launch=launch)
         info["measured"] = {"gemm": m.gemm, "reference": m.reference}
         after = _temps(device)
         for c in todo:

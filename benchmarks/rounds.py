@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from benchmarks.schema import Row, ms_rounds
-from benchmarks.timing_handle import Launcher, WorkerFailed, WorkerProcess, WorkerSkipped
+from hsnet.devices.handle import Launcher, WorkerFailed, WorkerProcess, WorkerSkipped
 from hsnet.toolbox.progress import log as _log
 from hsnet.toolbox.progress import progress
 
@@ -212,7 +212,7 @@ def measure_gemm(
 
 
 def worker_job(cfg: Config, settings: Settings) -> dict[str, Any]:
-    """The runner job of ``cfg`` (see :mod:`benchmarks.timing_process`)."""
+    """The runner job of ``cfg`` (see :mod:`hsnet.devices.worker`)."""
     row = cfg.row
     job: dict[str, Any] = {
         "runtime": row.runtime,

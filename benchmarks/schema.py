@@ -75,7 +75,7 @@ class Row:
     ``process_medians_ms`` each worker process's median; ``flags`` what makes the figure untrustworthy
     (``bimodal: ...``, ``processes disagree: ...``; :func:`benchmarks.rounds.flag_row`).
     ``device`` names the device of a row measured there (``ssh://board``, ``qemu:cortex-a76``; None: this host);
-    ``device_info`` is what was read on it (:func:`benchmarks.remote.probe`, temperatures before and after);
+    ``device_info`` is what was read on it (:func:`hsnet.devices.remote.probe`, temperatures before and after);
     ``kernels`` the instruction classes of one inference on the emulated device (fmla, sdot, i8mm, fp16, sve, sme).
     """
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -65,6 +66,29 @@ class Artifact(abc.ABC):
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
         self.path = Path(path)
         self.threads = threads
+        self._device: tuple[Callable[[np.ndarray], np.ndarray], str] | None = None
+
+    def run_on(self, raw_call: Callable[[np.ndarray], np.ndarray], version: str) -> None:
+        """Send every raw call to a device from now on (:mod:`deploy.on_device`): ``raw_call`` runs the
+        artifact's own input tensor there; ``version`` says which runtime and device answered."""
+        self._device = (raw_call, version)
+
+    def raw(self, x: np.ndarray) -> np.ndarray:
+        """One call of the runtime on the artifact's own input tensor (its layout, dtype and quantization, which
+        :meth:`__call__` applies), here or on the device of :meth:`run_on`; its first output, as stored."""
+        if self._device is not None:
+            return self._device[0](x)
+        return self._raw(x)
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        """The local raw call; formats that never run on a device keep this refusal."""
+        from deploy.errors import DeployError
+
+        raise DeployError(f"{self.path.name}: {self.runtime} artifacts do not run on a device")
+
+    def _version(self, local: str) -> str:
+        """``local`` (the runtime here), or what :meth:`run_on` was told when the calls go to a device."""
+        return self._device[1] if self._device is not None else local
 
     @classmethod
     @abc.abstractmethod

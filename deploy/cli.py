@@ -270,11 +270,16 @@ def _print_report(report: Any) -> None:
 @click.option("--count", type=click.IntRange(min=1), default=64, show_default=True, help="The most images.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="Runtime threads.")
 @click.option("--bisect", is_flag=True, help="On a parity failure, name the first diverging layer (ONNX).")
+@click.option("--remote", default=None, metavar="DEVICE", help="Run the artifact on this device (ssh://[user@]host"
+              "[:port] or qemu:cortex-a53|a72|a76): its own kernels, the same images and tolerances.")  # fmt: skip
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="With --remote: ssh -o.")
+@click.option("--ssh-config", default=None, help="With --remote: an ssh config file instead of ~/.ssh/config.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @user_errors
 def verify_cmd(
     artifact: Path, model: str | None, reference: Path | None, checkpoint: Path | None, num_classes: int | None,
-    mean: str | None, std: str | None, images: str | None, count: int, threads: int, bisect: bool, as_json: bool,
+    mean: str | None, std: str | None, images: str | None, count: int, threads: int, bisect: bool,
+    remote: str | None, ssh_options: tuple[str, ...], ssh_config: str | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Check ARTIFACT's parity against the PyTorch model it was exported from (or your model, or logits)."""
     import numpy as np
@@ -282,6 +287,8 @@ def verify_cmd(
     from deploy.user_model import is_spec, load_user_model
     from deploy.verify import verify_artifact
 
+    if (ssh_options or ssh_config) and remote is None:
+        raise HSNetError("--ssh-option and --ssh-config need --remote DEVICE")
     source: Path | None = None
     if images is not None and images.isdigit():
         count = int(images)
@@ -302,7 +309,7 @@ def verify_cmd(
     report = verify_artifact(
         artifact, model=model, module=module, reference=ref, image_source=source, checkpoint=checkpoint,
         num_classes=num_classes, mean=_floats("--mean", mean), std=_floats("--std", std), images=count,
-        threads=threads, bisect=bisect,
+        threads=threads, bisect=bisect, remote=remote, ssh_options=ssh_options, ssh_config=ssh_config,
     )  # fmt: skip
     if as_json:
         emit_json(report.to_dict())

@@ -117,6 +117,9 @@ def verify_artifact(
     threads: int | None = 1,
     bisect: bool = False,
     seed: int = 0,
+    remote: str | None = None,
+    ssh_options: tuple[str, ...] = (),
+    ssh_config: str | None = None,
 ) -> VerifyReport:
     """Check parity of an artifact file against the PyTorch model it was exported from, or a given reference.
 
@@ -135,6 +138,9 @@ def verify_artifact(
         threads: intra-op threads of PyTorch and of the artifact's runtime (None: their defaults).
         bisect: on failure, name the first diverging layer (ONNX artifacts).
         seed: image selection seed.
+        remote: run the artifact on this device (``ssh://...`` or ``qemu:CORE``): the same images, the same
+            tolerances, the device's own kernels (:mod:`deploy.on_device`); ``ssh_options`` and ``ssh_config`` for
+            its ssh client.
 
     Raises:
         DeployError: unreadable artifact, unknown source model, reference without images; ParityError: parity
@@ -146,9 +152,12 @@ def verify_artifact(
         raise DeployError("compare against one reference: a model name, your module, or reference logits")
     if reference is not None and image_source is None:
         raise DeployError("--reference logits need the images they were computed on (--images DIR|FILE.npy)")
+    if remote is not None and bisect:
+        raise DeployError("--bisect runs the graph's prefixes here; it does not combine with --remote")
+    device = None if remote is None else (remote, tuple(ssh_options), ssh_config)
     with torch_threads(threads):
         return _verify(path, model, module, reference, image_source, checkpoint, num_classes, mean, std, images,
-                       threads, bisect, seed)  # fmt: skip
+                       threads, bisect, seed, device)  # fmt: skip
 
 
 def _spec_geometry(artifact: Any) -> tuple[int, int]:
@@ -159,9 +168,22 @@ def _spec_geometry(artifact: Any) -> tuple[int, int]:
 
 
 def _verify(path, model, module, reference, image_source, checkpoint, num_classes, mean, std, images, threads,  # noqa: ANN001
-            bisect, seed) -> VerifyReport:  # fmt: skip
+            bisect, seed, device=None) -> VerifyReport:  # fmt: skip
     path = Path(path)
     artifact = load_artifact(path, threads=threads)
+    if device is not None:
+        from deploy.on_device import on_device
+
+        remote, ssh_options, ssh_config = device
+        with on_device(artifact, remote, ssh_options=ssh_options, ssh_config=ssh_config):
+            return _verify_loaded(path, artifact, model, module, reference, image_source, checkpoint, num_classes,
+                                  mean, std, images, threads, bisect, seed)  # fmt: skip
+    return _verify_loaded(path, artifact, model, module, reference, image_source, checkpoint, num_classes, mean,
+                          std, images, threads, bisect, seed)  # fmt: skip
+
+
+def _verify_loaded(path, artifact, model, module, reference, image_source, checkpoint, num_classes, mean, std,  # noqa: ANN001
+                   images, threads, bisect, seed) -> VerifyReport:  # fmt: skip
     try:
         meta, manifest = artifact_metadata(path, artifact.metadata())
     except DeployError:

@@ -13,7 +13,7 @@ from torch import nn
 
 from benchmarks.ops import KINDS, classify
 from hsnet.cli import main
-from tests.benchmarks.conftest import export_onnx
+from tests.conftest import export_onnx
 
 
 class _Attn(nn.Module):

@@ -194,8 +194,11 @@ class OnnxArtifact(Artifact):
                 f"{self.path.name} takes float32 {_shape_text(spec.shape)} (NCHW, normalized); got {x.dtype} "
                 f"{tuple(x.shape)}"
             )
+        return np.asarray(self.raw(x), dtype=np.float32)
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
         (out,) = self.session.run([self._output.name], {self._input.name: x})
-        return np.asarray(out, dtype=np.float32)
+        return out
 
     @property
     def input_spec(self) -> InputSpec:
@@ -211,7 +214,7 @@ class OnnxArtifact(Artifact):
 
     @property
     def runtime_version(self) -> str:
-        return package_version("onnxruntime")
+        return self._version(package_version("onnxruntime"))
 
     def metadata(self) -> dict[str, str]:
         return dict(self.session.get_modelmeta().custom_metadata_map)

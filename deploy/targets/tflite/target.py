@@ -334,14 +334,17 @@ class TFLiteArtifact(Artifact):
         return np.concatenate(outs)
 
     def _run(self, nhwc: np.ndarray) -> np.ndarray:
-        it = self.interpreter
-        if self._dynamic and int(it.get_input_details()[0]["shape"][0]) != len(nhwc):
-            it.resize_tensor_input(self._in["index"], list(nhwc.shape))
-            it.allocate_tensors()
-        it.set_tensor(self._in["index"], _quantize(nhwc, self._in))
-        it.invoke()
-        out = it.get_tensor(self._out["index"])
+        out = self.raw(_quantize(nhwc, self._in))
         return _dequantize(out, self._out).reshape(len(nhwc), -1)
+
+    def _raw(self, x: np.ndarray) -> np.ndarray:
+        it = self.interpreter
+        if self._dynamic and int(it.get_input_details()[0]["shape"][0]) != len(x):
+            it.resize_tensor_input(self._in["index"], list(x.shape))
+            it.allocate_tensors()
+        it.set_tensor(self._in["index"], x)
+        it.invoke()
+        return it.get_tensor(self._out["index"])
 
     @property
     def input_spec(self) -> InputSpec:
@@ -367,7 +370,7 @@ class TFLiteArtifact(Artifact):
 
     @property
     def runtime_version(self) -> str:
-        return package_version(self._dist)
+        return self._version(package_version(self._dist))
 
     def metadata(self) -> dict[str, str]:
         if self._meta is None:

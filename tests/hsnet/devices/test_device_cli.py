@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from benchmarks.remote import Remote, decode_cpuinfo
 from hsnet.cli import main
+from hsnet.devices.remote import Remote, decode_cpuinfo
 
 
 def _cli(*args: object):
@@ -88,47 +88,3 @@ def test_remote_argv_and_core_names() -> None:
     assert [c["name"] for c in cores] == ["Cortex-A53", "Cortex-A76"] and "asimddp" in cores[1]["features"]
     with pytest.raises(Exception, match="KEY=VALUE"):
         Remote.parse("ssh://x", ssh_options=["-oProxyCommand"])
-
-
-def test_a_board_over_ssh_is_timed_in_interleaved_rounds_on_it(sshd: dict, artifacts: dict, tmp_path: Path) -> None:
-    out = tmp_path / "board.json"
-    result = _cli("bench", "--remote", "ssh://root@device", "--ssh-config", sshd["dir"] / "good.cfg", "--artifact",
-                  artifacts["small"], "--rounds", 4, "--runs", 16, "--json", out)  # fmt: skip
-    assert result.exit_code == 0, result.output
-    data = json.loads(out.read_text())
-    row = data["rows"][0]
-    assert row["status"] == "ok" and row["device"] == "ssh://root@device" and row["latency"]["median_ms"] > 0
-    assert row["latency"]["runs"] == 16 and len(row["process_medians_ms"]) == 2
-    info = row["device_info"]
-    assert info["emulated"] is None and info["arch"] == os.uname().machine and info["versions"]["onnxruntime"]
-    assert "temps_before_c" in info and "temps_after_c" in info
-    assert f"ssh://root@device {row['threads']}" in data["reference"]  # the reference workload ran on the device
-    assert "median ms" in result.stdout and "device ssh://root@device:" in result.stdout
-    bare = _cli("bench", "--remote", "ssh://root@device", "--ssh-config", sshd["dir"] / "bare.cfg", "--artifact",
-                artifacts["small"], "--rounds", 4, "--runs", 16)  # fmt: skip
-    assert bare.exit_code == 3, bare.output  # no row could be measured: the device has no runtime
-    assert "ssh://root@device has no onnxruntime (see hsnet device check ssh://root@device)" in bare.output
-
-
-@pytest.mark.parametrize(
-    ("spec", "want"),
-    [("big", (4, 5, 6, 7)), ("little", (0, 1, 2, 3)), ("1,3", (1, 3))],
-)
-def test_cores_big_and_little_come_from_the_devices_frequencies(spec: str, want: tuple) -> None:
-    from benchmarks.on_device import pick_cores
-
-    freq = [{"cpu": i, "max_khz": "1800000" if i < 4 else "2400000"} for i in range(8)]
-    assert pick_cores(spec, {"device": "ssh://b", "cores": 8, "freq": freq}) == want
-
-
-def test_cores_by_name_and_bad_lists() -> None:
-    from benchmarks.on_device import pick_cores
-    from hsnet.errors import HSNetError
-
-    names = [{"cpu": i, "name": "Cortex-A55" if i < 6 else "Cortex-A76"} for i in range(8)]
-    info = {"device": "ssh://b", "cores": 8, "freq": [], "core_names": names}
-    assert pick_cores("big", info) == (6, 7) and pick_cores("little", info) == tuple(range(6))
-    with pytest.raises(HSNetError, match="has CPUs 0..7"):
-        pick_cores("9", info)
-    with pytest.raises(HSNetError, match="one kind of core"):
-        pick_cores("big", {"device": "ssh://b", "cores": 2, "core_names": names[:2]})

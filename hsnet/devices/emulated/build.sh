@@ -83,7 +83,7 @@ done
 mkdir -p "$work/bin"
 cat > "$work/bin/python3" <<'SHIM'
 #!/bin/sh
-# python3 of hsnet's emulated aarch64 device (benchmarks/emulated/build.sh)
+# python3 of hsnet's emulated aarch64 device (hsnet/devices/emulated/build.sh)
 d=$(dirname "$(dirname "$(readlink -f "$0")")")
 cpu="${QEMU_CPU:?QEMU_CPU names the emulated core: cortex-a53, cortex-a72 or cortex-a76}"
 [ -d "$d/cpu/$cpu" ] || { echo "no emulated core $cpu in $d/cpu (cortex-a53, cortex-a72, cortex-a76)" >&2; exit 2; }

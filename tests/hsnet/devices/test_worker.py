@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks import timing_process
-from benchmarks.timing_handle import RUNNER_PATH, WorkerFailed, WorkerProcess, WorkerSkipped
+from hsnet.devices import worker
+from hsnet.devices.handle import RUNNER_PATH, WorkerFailed, WorkerProcess, WorkerSkipped
 
 ALLOWED_IMPORTS = {"numpy", "torch", "onnxruntime", "ai_edge_litert", "tflite_runtime", "coremltools", "PIL"}
 
 
-def test_timing_process_imports_only_stdlib_numpy_and_runtimes() -> None:
+def test_worker_imports_only_stdlib_numpy_and_runtimes() -> None:
     tree = ast.parse(RUNNER_PATH.read_text())
     names = set()
     for node in ast.walk(tree):
@@ -28,17 +28,17 @@ def test_timing_process_imports_only_stdlib_numpy_and_runtimes() -> None:
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module.split(".")[0])
     foreign = {n for n in names - ALLOWED_IMPORTS if n not in sys.stdlib_module_names}
-    assert foreign == set(), f"timing_process.py must stay self-contained, imports {foreign}"
+    assert foreign == set(), f"worker.py must stay self-contained, imports {foreign}"
 
 
-def test_timing_process_copied_alone_measures_onnx(tmp_path: Path, artifacts: dict[str, Path]) -> None:
+def test_worker_copied_alone_measures_onnx(tmp_path: Path, artifacts: dict[str, Path]) -> None:
     """As on a remote device: the single file, run by path, away from the project."""
-    copy = shutil.copy(RUNNER_PATH, tmp_path / "timing_process.py")
+    copy = shutil.copy(RUNNER_PATH, tmp_path / "worker.py")
     job = json.dumps({"runtime": "onnxruntime", "artifact": str(artifacts["small"]), "threads": 1})
     commands = '{"cmd": "run", "n": 7, "warmup": 1}\n{"cmd": "overhead", "n": 50}\n{"cmd": "stats"}\n{"cmd": "quit"}\n'
     out = subprocess.run(
         [sys.executable, "-I", str(copy), job], input=commands, capture_output=True, text=True, timeout=120,
-        cwd=tmp_path, env={**os.environ, **timing_process.thread_env(1)},
+        cwd=tmp_path, env={**os.environ, **worker.thread_env(1)},
     )  # fmt: skip
     replies = [json.loads(line) for line in out.stdout.splitlines()]
     assert [r["event"] for r in replies] == ["ready", "samples", "overhead", "stats"], out.stderr
@@ -98,6 +98,6 @@ def test_coreml_is_skipped_off_macos(artifacts: dict[str, Path]) -> None:
 
 
 def test_injected_delay_is_cpu_work() -> None:
-    wall, cpu, switches = timing_process.timed_calls(lambda: None, 5, delay_s=0.002)
+    wall, cpu, switches = worker.timed_calls(lambda: None, 5, delay_s=0.002)
     assert all(c >= 0.002 for c in cpu)  # the busy wait ends on the process CPU clock, not on the wall clock
     assert len(wall) == len(switches) == 5

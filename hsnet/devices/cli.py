@@ -1,6 +1,6 @@
 """``hsnet device check REMOTE`` and ``hsnet device exec REMOTE -- CMD...``: what a device has (over SSH, or the
 emulated ``qemu:CORE``), and one command run on it with stdin, stdout, stderr and the exit status passed through
-(:mod:`benchmarks.remote`).
+(:mod:`hsnet.devices.remote`).
 
 Exit status of ``check``: 0 every runtime the bench needs is there, 1 something is missing (each with the one line
 that would install it there: hsnet never installs anything on a device), 2 a malformed remote, 3 the device cannot
@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from benchmarks.remote import parse_device, probe
+from hsnet.devices.remote import parse_device, probe
 from hsnet.errors import CheckFailed, HSNetError
 from hsnet.toolbox.cli import emit_json, user_errors
 from hsnet.toolbox.machine import package_version

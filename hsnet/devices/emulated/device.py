@@ -1,4 +1,4 @@
-"""``qemu:CORE``: the emulated aarch64 device, addressed like ``ssh://host`` (see :mod:`benchmarks.remote`).
+"""``qemu:CORE``: the emulated aarch64 device, addressed like ``ssh://host`` (see :mod:`hsnet.devices.remote`).
 
 Its ``python3`` is aarch64 Python under ``qemu-aarch64`` (user mode: no kernel, no chroot); every other command
 (``tar``, ``sh``, ``env``) is the host's, run with the device's ``HOME``. So an SSH forced command can put it behind
@@ -59,7 +59,7 @@ class Emulated:
         """
         root = device_home()
         if not (root / "stamp").is_file() or not (root / "bin" / "python3").is_file():
-            build = _BUILD.relative_to(_BUILD.parents[2])
+            build = _BUILD.relative_to(_BUILD.parents[3])
             raise ToolFailure(f"{self.name}: the emulated device is not built in {root}; build it with: bash {build} "
                               "(needs qemu-user and mmdebstrap)")  # fmt: skip
         if shutil.which("qemu-aarch64") is None:

@@ -17,7 +17,7 @@ import tarfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from benchmarks.remote import Device, run
+from hsnet.devices.remote import Device, run
 from hsnet.errors import ToolFailure
 from hsnet.toolbox.digests import file_sha256
 from hsnet.toolbox.progress import log as _log

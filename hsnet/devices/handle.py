@@ -1,4 +1,4 @@
-"""The parent's handle on a measuring child: start :mod:`benchmarks.timing_process` in its own process, talk JSON
+"""The parent's handle on a measuring child: start :mod:`hsnet.devices.worker` in its own process, talk JSON
 lines to it with a deadline on every reply, and turn a crash, a hang or a missing runtime into an exception that
 :mod:`benchmarks.rounds` records as a status row."""
 
@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from benchmarks import timing_process
+from hsnet.devices import worker
 
 __all__ = ["RUNNER_PATH", "Launcher", "WorkerFailed", "WorkerProcess", "WorkerSkipped"]
 
@@ -25,7 +25,7 @@ __all__ = ["RUNNER_PATH", "Launcher", "WorkerFailed", "WorkerProcess", "WorkerSk
 Launcher = Callable[[Mapping[str, Any]], list[str]]
 
 # The timing process is started by path, so it runs without importing the benchmarks package (as it will on a device).
-RUNNER_PATH = Path(timing_process.__file__).resolve()
+RUNNER_PATH = Path(worker.__file__).resolve()
 
 
 class WorkerFailed(Exception):
@@ -37,10 +37,10 @@ class WorkerSkipped(Exception):
 
 
 class WorkerProcess:
-    """One running :mod:`benchmarks.timing_process` process.
+    """One running :mod:`hsnet.devices.worker` process.
 
     Args:
-        job: the runner's job (see :mod:`benchmarks.timing_process`).
+        job: the runner's job (see :mod:`hsnet.devices.worker`).
         env: extra environment variables for the worker (on top of this process's and the thread caps).
         prefix: command words put before the Python interpreter (e.g. a valgrind command line).
         launch: builds the whole command instead (a worker on a device); ``prefix`` is then unused.
@@ -73,7 +73,7 @@ class WorkerProcess:
             WorkerSkipped: the runtime is not installed (or cannot run on this OS).
             WorkerFailed: load or first call failed, the worker died, or ``timeout_s`` passed.
         """
-        env = {**os.environ, **timing_process.thread_env(int(self.job.get("threads", 1))), **self.env}
+        env = {**os.environ, **worker.thread_env(int(self.job.get("threads", 1))), **self.env}
         if self.launch is not None:
             cmd = self.launch(self.job)
         else:

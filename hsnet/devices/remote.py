@@ -1,5 +1,5 @@
 """A device over SSH: the system OpenSSH client, argument lists only, every remote word quoted; and
-:func:`parse_device`, which also takes the emulated aarch64 device ``qemu:CORE`` (:mod:`benchmarks.emulated`).
+:func:`parse_device`, which also takes the emulated aarch64 device ``qemu:CORE`` (:mod:`hsnet.devices.emulated`).
 
 ``ssh://[user@]host[:port]`` names a device. The client is the user's own ``ssh`` (so ``~/.ssh/config``, agents,
 jump hosts and known_hosts apply), always with ``BatchMode=yes`` (never a password prompt) and a connect timeout;
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from benchmarks.emulated.device import Emulated
+from hsnet.devices.emulated.device import Emulated
 from hsnet.errors import HSNetError, ToolFailure
 
 __all__ = ["ARM_CORES", "Device", "Remote", "decode_cpuinfo", "parse_device", "probe", "run"]

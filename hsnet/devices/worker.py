@@ -7,8 +7,8 @@ by path; the parent only needs to speak the protocol below.
 
 Run::
 
-    python timing_process.py '{"runtime": "onnxruntime", "artifact": "m.onnx", "threads": 1}'
-    python -m benchmarks.timing_process @job.json           # a job file instead of inline JSON
+    python worker.py '{"runtime": "onnxruntime", "artifact": "m.onnx", "threads": 1}'
+    python -m hsnet.devices.worker @job.json           # a job file instead of inline JSON
 
 Protocol (one JSON object per line): the job is given on the command line, so that thread variables are in the
 environment before numpy or the runtime is imported. The worker loads the artifact and runs it once (cold start),
@@ -24,9 +24,12 @@ warms up, then prints ``{"event": "ready", ...}`` and waits for commands on stdi
   second session; reply ``{"event": "ops", "available": true, "runs": N, "run_us": ..., "nodes": {name: {"op",
   "inputs": [shapes], "us": mean per call}}}``, or ``{"event": "ops", "available": false, "reason": ...}``.
 - ``{"cmd": "count", "n": N, "warmup": W}``: on the emulated device only (its TCG plugin, loaded when
-  ``HSNET_INSN_FILE`` is set, see ``benchmarks/emulated/insn_count.c``): W uncounted calls, then N calls each
+  ``HSNET_INSN_FILE`` is set, see ``hsnet/devices/emulated/insn_count.c``): W uncounted calls, then N calls each
   bracketed by the plugin's marker system calls; reply ``{"event": "counts", "calls": [{"insns": ..., "fmla": ...,
   "sdot": ..., "i8mm": ..., "fp16": ..., "sve": ..., "sme": ...}, ...]}`` (guest instructions per call).
+- ``{"cmd": "invoke", "shape": [...], "dtype": "float32", "data": BASE64}`` (onnxruntime and tflite): one call on
+  that raw input tensor, in the artifact's own layout and dtype (the caller adapts: ``deploy verify --remote``);
+  reply ``{"event": "output", "shape": [...], "dtype": ..., "data": BASE64}``, the raw first output.
 - ``{"cmd": "stats"}``: reply ``{"event": "stats", "peak_rss_bytes": ..., "os_threads": ...}``.
 - ``{"cmd": "quit"}``: exit 0.
 
@@ -150,11 +153,16 @@ def _load_onnxruntime(job: dict[str, Any], np: Any) -> tuple[Callable[[], Any], 
     load_s = time.perf_counter() - t0
     feed, shape, dtype = _ort_feed(sess, job, np)
     run = sess.run
+    name = sess.get_inputs()[0].name
 
     def call() -> Any:
         return run(None, feed)
 
+    def invoke(x: Any) -> Any:
+        return run(None, {name: x})[0]
+
     info = {
+        "invoke": invoke,
         "runtime_version": ort.__version__,
         "input_shape": shape,
         "input_dtype": dtype,
@@ -238,7 +246,16 @@ def _load_tflite(job: dict[str, Any], np: Any) -> tuple[Callable[[], Any], dict[
         invoke()
         return get_tensor(out_index)
 
+    def invoke_on(given: Any) -> Any:
+        if list(given.shape) != [int(d) for d in interp.get_input_details()[0]["shape"]]:
+            interp.resize_tensor_input(in_index, list(given.shape))  # a dynamic batch
+            interp.allocate_tensors()
+        set_tensor(in_index, given)
+        invoke()
+        return get_tensor(out_index)
+
     info = {
+        "invoke": invoke_on,
         "runtime_version": f"{name} {_dist_version(name)}",
         "input_shape": shape,
         "input_dtype": dtype,
@@ -508,6 +525,7 @@ class Worker:
         self.call: Callable[[], Any] | None = None
         self.delay_s = float(job.get("inject_delay_s", 0.0))
         self.counts: Any = None  # the emulator plugin's count file, once opened
+        self.invoke: Callable[[Any], Any] | None = None  # one call on a given raw input (not every runtime)
 
     def send(self, obj: dict[str, Any]) -> None:
         self.out.write(json.dumps(obj) + "\n")
@@ -530,6 +548,7 @@ class Worker:
             phase = "load"
             rss_before = _peak_rss_bytes()
             call, info = loader(job, np)
+            self.invoke = info.pop("invoke", None)
             loop = int(job.get("inject_loop", 0))
             if loop > 0:
                 call = _with_loop(call, loop)
@@ -568,6 +587,22 @@ class Worker:
             }
         )
         return True
+
+    def _invoke(self, cmd: dict[str, Any]) -> None:
+        import base64
+
+        import numpy as np
+
+        if self.invoke is None:
+            self.send({"event": "error", "phase": "invoke", "message": f"{self.job['runtime']} takes no given input"})
+            return
+        try:
+            x = np.frombuffer(base64.b64decode(cmd["data"]), dtype=cmd["dtype"]).reshape(cmd["shape"])
+            out = np.ascontiguousarray(self.invoke(np.array(x)))
+        except Exception as e:  # noqa: BLE001 - a reply, not a dead worker
+            self.send({"event": "error", "phase": "invoke", "message": f"{type(e).__name__}: {e}"[:500]})
+            return
+        self.send({"event": "output", "shape": list(out.shape), "dtype": out.dtype.name, "data": _b64(out)})
 
     def handle(self, cmd: dict[str, Any]) -> bool:
         """Answer one command; False means quit."""
@@ -610,6 +645,8 @@ class Worker:
                     self.send({"event": "error", "phase": "ops", "message": f"{type(e).__name__}: {e}"})
                 else:
                     self.send({"event": "ops", "available": True, **found})
+        elif kind == "invoke":
+            self._invoke(cmd)
         elif kind == "count":
             if self.counts is None:
                 path = os.environ.get("HSNET_INSN_FILE")
@@ -686,6 +723,12 @@ def _watch_stdin() -> None:
     threading.Thread(target=watch, name="stdin-watch", daemon=True).start()
 
 
+def _b64(a: Any) -> str:
+    import base64
+
+    return base64.b64encode(a.tobytes()).decode("ascii")
+
+
 def _with_loop(call: Callable[[], Any], n: int) -> Callable[[], Any]:
     def looped() -> Any:
         out = call()
@@ -702,7 +745,7 @@ def _empty() -> None:
 
 def _parse_job(argv: list[str]) -> dict[str, Any]:
     if len(argv) != 1:
-        raise SystemExit("usage: timing_process.py JOB_JSON | @job.json")
+        raise SystemExit("usage: worker.py JOB_JSON | @job.json")
     text = argv[0]
     if text.startswith("@"):
         with open(text[1:], encoding="utf-8") as f:
