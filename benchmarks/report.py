@@ -202,7 +202,7 @@ def noise_lines(result: BenchResult) -> list[str]:
             f"warning: {len(wide)} row(s) noisy, 95 % interval wider than ±{100 * NOISY_CI:.0f} %{where}: {named}; "
             "re-run on a quieter machine or with more --rounds before trusting these medians or their ratios"
         )
-    elif load and cores and load[0] > cores:
+    elif load and cores and load[0] > cores and result.settings.get("metric") != "instructions":  # counts: unmoved
         lines.append(f"warning: the machine was loaded (load {load[0]:.1f} on {cores} cores at the start)")
     for r in result.rows:
         for flag in r.flags:
@@ -255,6 +255,8 @@ def result_markdown(result: BenchResult) -> str:
 
 def gate_lines(report: GateReport) -> list[str]:
     """Per row: change in %, its 95 % interval, p-value, size change and verdict; then a summary line."""
+    if report.metric == "instructions":
+        return _count_gate_lines(report)
     rows = []
     for v in verdict_order(report.rows):
         c = v.change
@@ -291,6 +293,29 @@ def gate_lines(report: GateReport) -> list[str]:
         f"change = {report.metric} time per inference, median of per-round ratios {norm}, new vs baseline; "
         f"regression = one-sided Mann-Whitney p < {report.alpha:g} and change > {100 * report.threshold:g} %; "
         f"also artifact size > +{100 * report.threshold:g} %, parity worse, or ok -> failed",
+        outcome,
+    ]
+
+
+def _count_gate_lines(report: GateReport) -> list[str]:
+    """The gate on instruction counts: deterministic, so no interval and no test, the threshold alone."""
+    rows = [[v.label, "-" if v.change is None else f"{v.change.percent:+.3f}%",
+             v.verdict.upper() if v.verdict == "regression" else v.verdict, "; ".join(v.reasons)]
+            for v in verdict_order(report.rows)]  # fmt: skip
+    bad = sum(v.verdict in ("regression", "failed") for v in report.rows)
+    undecided = sum(v.verdict == "inconclusive" for v in report.rows)
+    if bad:
+        outcome = f"FAIL: {bad} row(s) regressed or failed"
+    elif undecided:
+        outcome = (f"INCONCLUSIVE: {undecided} row(s) whose artifact was built differently on this host's CPU; "
+                   "record a baseline built on this CPU model")  # fmt: skip
+    else:
+        outcome = "PASS"
+    return [
+        format_table(["configuration", "change", "verdict", "why"], rows, "lrll"),
+        "",
+        f"change = instructions per inference, new vs baseline (exact counts: no interval, no test); regression = "
+        f"change > {100 * report.threshold:g} %, or ok -> failed",
         outcome,
     ]
 

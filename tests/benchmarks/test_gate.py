@@ -183,3 +183,34 @@ def test_a_noisy_row_whose_interval_holds_the_threshold_is_inconclusive() -> Non
     assert quiet.rows[0].verdict == "regression"  # a clear slowdown on quiet samples still fails
     far = compare_results(run(0, 1.0, 0.01), run(1, 3.0, 0.3), threshold=0.05)
     assert far.rows[0].verdict == "regression"  # noisy, but its interval lies wholly above the threshold
+
+
+def _counted(instructions: float, sha: str, cpu: str) -> BenchResult:
+    row = Row("hsnet", "onnxruntime", "int8", 1, 1, 96, instructions=instructions, artifact_sha256=sha,
+              device="qemu:cortex-a76", device_info={"emulated": "qemu-aarch64 -cpu cortex-a76"})  # fmt: skip
+    return BenchResult(rows=[row], environment={"cpu": cpu}, settings={"metric": "instructions",
+                       "request": {"remote": ["qemu:cortex-a76"]}})  # fmt: skip
+
+
+def test_emulated_counts_gate_on_the_threshold_alone_whatever_the_host() -> None:
+    base = _counted(1e6, "a" * 64, "Intel Xeon")
+    def outcome(new: BenchResult) -> str:
+        return compare_results(base, new, threshold=0.01, metric="instructions").outcome
+
+    assert outcome(_counted(1.005e6, "a" * 64, "AMD EPYC")) == "pass"
+    assert outcome(_counted(1.02e6, "a" * 64, "AMD EPYC")) == "fail"
+    # Another host built another artifact (ONNX int8's filling is decided on the host's CPU): no verdict on the commit.
+    other = compare_results(base, _counted(1.02e6, "b" * 64, "AMD EPYC"), threshold=0.01, metric="instructions")
+    assert other.outcome == "inconclusive" and "built differently here" in other.rows[0].reasons[-1]
+    same_host = compare_results(base, _counted(1.02e6, "b" * 64, "Intel Xeon"), threshold=0.01, metric="instructions")
+    assert same_host.outcome == "fail"  # built differently on the same CPU model: the code changed it
+
+
+def test_select_baseline_for_devices_picks_the_same_devices(tmp_path: Path) -> None:
+    a76 = _counted(1e6, "a" * 64, "x")
+    a53 = _counted(2e6, "a" * 64, "x")
+    a53.settings["request"]["remote"] = ["qemu:cortex-a53"]
+    save_result(a76, tmp_path / "a76.json")
+    save_result(a53, tmp_path / "a53.json")
+    assert select_baseline(tmp_path, remote=["qemu:cortex-a53"]).name == "a53.json"
+    assert select_baseline(tmp_path, remote=["qemu:cortex-a76"]).name == "a76.json"
