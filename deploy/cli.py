@@ -103,6 +103,8 @@ def deploy() -> None:
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (17..20).")
 @click.option("--converter", default=None, help="Converter of targets that have several (tflite: onnx2tf, ...).")
 @click.option("--bisect", is_flag=True, help="On a parity failure, name the first diverging layer.")
+@click.option("--tune", is_flag=True, help="ONNX fp32: time each grouped convolution's exact variants (group counts) "
+              "in onnxruntime here and keep the fastest; the manifest records choices and gains.")  # fmt: skip
 @click.option(
     "--parity-images",
     type=click.IntRange(min=1),
@@ -129,8 +131,8 @@ def export_cmd(
     labels: str | None, mean: str | None, std: str | None, images: str | None, checkpoint: Path | None,
     num_classes: int | None, input_size: int | None,
     batch: int | None, dynamic_batch: bool, precisions: Sequence[str], calibration: str | None, opset: int,
-    converter: str | None, bisect: bool, parity_images: int, threads: int, seed: int, out_dir: Path | None,
-    as_json: bool,
+    converter: str | None, bisect: bool, tune: bool, parity_images: int, threads: int, seed: int,
+    out_dir: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Export MODEL: re-parameterise, ONNX, onnx.checker, onnxsim, then each target, with parity checks.
 
@@ -175,7 +177,7 @@ def export_cmd(
         targets=tuple(_split(targets)), precisions=tuple(_split(precisions)),
         out_dir=out_dir or Path("exports") / default_out, batch=fixed,
         opset=opset, converter=converter, images=Path(images) if images else None, calibration=calib,
-        parity_images=parity_images, bisect=bisect, seed=seed, threads=threads,
+        parity_images=parity_images, bisect=bisect, seed=seed, threads=threads, tune=tune,
     )  # fmt: skip
     if onnx_file is not None:
         report = convert_onnx_file(

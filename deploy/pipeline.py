@@ -250,6 +250,14 @@ def convert_onnx_file(
         return _execute(prepared, request, kept, findings)
 
 
+def _tuning(artifact: Any) -> dict[str, Any] | None:
+    """What ``--tune`` recorded in the artifact's metadata (None: not tuned)."""
+    import json
+
+    text = artifact.metadata().get("tuning")
+    return None if text is None else json.loads(text)
+
+
 def _execute(prepared, request: ExportRequest, plan, findings: list[Finding], timings=None) -> ExportReport:  # noqa: ANN001
     """Validate the options against the prepared model, load the images, then run every stage."""
     options_of: dict[tuple[str, str], ExportOptions] = {}
@@ -257,7 +265,7 @@ def _execute(prepared, request: ExportRequest, plan, findings: list[Finding], ti
         conv = request.converter if request.converter in exporter.converters else None
         options = ExportOptions(
             precision=precision, batch=request.batch, input_size=prepared.input_size, opset=request.opset,
-            converter=conv,
+            converter=conv, tune=request.tune,
         )  # fmt: skip
         exporter.validate(options)
         options_of[(exporter.name, precision)] = options
@@ -422,6 +430,7 @@ class _Run:
             rewrites=[f"{r.rewrite} at {r.module}" for r in p.rewrites],
             onnx_simplified=self.simplify.ok,
             fused_model=p.fused,
+            images=self.x,
         )
 
     def _target(self, exporter: Exporter, precisions: list[str], onnx_path: Path, work: Path) -> None:
@@ -472,6 +481,7 @@ class _Run:
                     parity=result,
                     input=artifact.input_spec.to_dict(),
                     files=digest.get("files", {}),
+                    tuning=_tuning(artifact),
                 )
             )
             log(f"[deploy] {key}: {dst} ({digest['size'] / 1e6:.2f} MB)")

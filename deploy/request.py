@@ -46,6 +46,8 @@ class ExportRequest:
         threads: intra-op threads of PyTorch and of the runtimes during the export and its parity checks
             (``None``: their defaults). One by default: on a shared or small machine extra threads wait on each
             other more than they compute.
+        tune: measure each layer's exact variants on the target runtime here and keep the fastest (the ONNX
+            target's fp32 artifact: :mod:`deploy.targets.onnx.tune`); recorded in the manifest.
     """
 
     targets: Sequence[str] = ("onnx",)
@@ -60,6 +62,7 @@ class ExportRequest:
     bisect: bool = False
     seed: int = 0
     threads: int | None = 1
+    tune: bool = False
 
     def plan(self) -> tuple[list[tuple[Exporter, str]], list[Finding]]:
         """Check every option (nothing is created or converted); return the work plan and the skip findings.
@@ -102,9 +105,10 @@ class ArtifactRecord:
     parity: ParityResult
     input: dict[str, Any] = field(default_factory=dict)
     files: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tuning: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "target": self.target,
             "precision": self.precision,
             "file": self.path.name,
@@ -114,6 +118,9 @@ class ArtifactRecord:
             "input": self.input,
             "parity": self.parity.to_dict(),
         }
+        if self.tuning is not None:
+            out["tuning"] = self.tuning  # --tune: each layer's variants, choice and gain (deploy.targets.onnx.tune)
+        return out
 
 
 @dataclass

@@ -36,6 +36,8 @@ class ExportOptions:
         input_size: square input side in pixels.
         opset: ONNX opset of the intermediate ONNX graph.
         converter: target-specific converter name (``None`` = the target's default).
+        tune: measure the exact variants of each layer on the target runtime and keep the fastest (``--tune``;
+            targets with :attr:`Exporter.tuner` only).
     """
 
     precision: str = "fp32"
@@ -43,6 +45,7 @@ class ExportOptions:
     input_size: int = 224
     opset: int = 17
     converter: str | None = None
+    tune: bool = False
 
 
 @dataclass
@@ -68,6 +71,7 @@ class ExportContext:
         onnx_simplified: False when onnxsim failed and ``onnx_path`` is the checked but unsimplified graph.
         fused_model: the model re-parameterised but not rewritten (what PyTorch itself runs: the pt2 target);
             ``None`` means ``model``.
+        images: the parity images (float32 NCHW, normalized), for exporters that check their own rewrites.
     """
 
     model_name: str
@@ -83,6 +87,7 @@ class ExportContext:
     rewrites: list[str] = field(default_factory=list)
     onnx_simplified: bool = True
     fused_model: torch.nn.Module | None = None
+    images: np.ndarray | None = None
 
     @property
     def num_classes(self) -> int:
@@ -123,6 +128,8 @@ class Exporter(abc.ABC):
     supports_dynamic_batch: ClassVar[bool] = True
     distributions: ClassVar[tuple[str, ...]] = ()
     module_converters: ClassVar[frozenset[str]] = frozenset()
+    #: What ``--tune`` measures for this target, or None when it has no tuner.
+    tuner: ClassVar[str | None] = None
 
     def needs_module(self, converter: str | None = None) -> bool:
         """True when ``converter`` (``None``: the default) converts the PyTorch module rather than the ONNX graph."""
@@ -146,6 +153,9 @@ class Exporter(abc.ABC):
         problem = self.batch_error(options.batch)
         if problem is not None:
             raise DeployError(problem)
+        if options.tune and self.tuner is None:
+            raise DeployError(f"--tune: target {self.name} has no tuner (it measures variants in onnxruntime on this "
+                              "machine: --target onnx)")  # fmt: skip
 
     def batch_error(self, batch: int | None) -> str | None:
         """Why this target cannot take ``batch`` (``None``: dynamic), or ``None`` when it can."""

@@ -194,6 +194,7 @@ def _counted(instructions: float, sha: str, cpu: str) -> BenchResult:
 
 def test_emulated_counts_gate_on_the_threshold_alone_whatever_the_host() -> None:
     base = _counted(1e6, "a" * 64, "Intel Xeon")
+
     def outcome(new: BenchResult) -> str:
         return compare_results(base, new, threshold=0.01, metric="instructions").outcome
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from deploy.deps import require
 from deploy.errors import DeployError
+from deploy.targets.onnx.groups import block_diagonal, divisors
 
 __all__ = ["fill_grouped_convs", "grouped_convs", "quantize_qdq"]
 
@@ -131,16 +132,11 @@ def fill_grouped_convs(src: Path, dst: Path, *, target_groups: int = 1) -> list[
     changed = []
     for conv in grouped_convs(model):
         node, dq, weight, groups = conv["node"], conv["dq"], conv["weight"], conv["groups"]
-        after = max(d for d in range(1, min(groups, max(target_groups, 1)) + 1) if groups % d == 0)
+        after = next(d for d in divisors(groups) if d <= max(target_groups, 1))
         zero = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] in inits else None
         if after == groups or uses.get(dq.input[0], 0) != 1 or (zero is not None and np.any(zero != 0)):
             continue  # nothing to merge, a shared weight, or a zero point that would make zeros inexact
-        w = numpy_helper.to_array(weight)  # (out, in/groups, *kernel)
-        out_per_group, per_group, factor = w.shape[0] // groups, w.shape[1], groups // after
-        filled = np.zeros((w.shape[0], per_group * factor, *w.shape[2:]), dtype=w.dtype)
-        for o in range(w.shape[0]):
-            offset = ((o // out_per_group) % factor) * per_group  # the old group's inputs inside the merged group
-            filled[o, offset : offset + per_group] = w[o]
+        filled = block_diagonal(numpy_helper.to_array(weight), groups, after)  # (out, in/groups, *kernel)
         weight.CopyFrom(numpy_helper.from_array(filled, weight.name))
         for attr in node.attribute:
             if attr.name == "group":

@@ -35,6 +35,7 @@ class OnnxExporter(Exporter):
     extra = "onnx"
     precisions = ("fp32", "fp16", "int8")
     converters = ("torch.onnx",)
+    tuner = "grouped convolutions' group counts, timed in onnxruntime here (fp32)"
 
     def check_available(self, options: ExportOptions) -> None:
         for module in ("onnx", "onnxruntime", "onnxsim"):
@@ -51,6 +52,8 @@ class OnnxExporter(Exporter):
         from deploy.onnx_export import check_onnx, set_metadata
 
         out = ctx.work_dir / self.artifact_name(ctx)
+        if ctx.options.precision == "fp32" and ctx.options.tune:
+            return _export_tuned(ctx, out)
         if ctx.options.precision == "fp32":
             shutil.copyfile(ctx.onnx_path, out)
             return out
@@ -67,6 +70,32 @@ class OnnxExporter(Exporter):
         onnx.save(half, str(out))
         check_onnx(out)
         return out
+
+
+def _export_tuned(ctx: ExportContext, out: Path) -> Path:
+    """The fp32 graph with each grouped convolution's fastest exact variant here (:mod:`.tune`); the choices and
+    their gains go into the artifact's metadata (``tuning``), whence the manifest."""
+    import json
+
+    import onnx
+
+    from deploy.onnx_export import check_onnx, set_metadata
+    from deploy.targets.onnx.tune import tune_onnx
+    from hsnet.toolbox.progress import log
+
+    if ctx.images is None:
+        raise DeployError("--tune needs the parity images to prove the tuned graph equal; none were loaded")
+    tuned = ctx.work_dir / f"{out.stem}.tuned.onnx"
+    report = tune_onnx(ctx.onnx_path, tuned, ctx.images[:16], threads=1)
+    log(f"[deploy] onnx/fp32 --tune: {report.describe()}")
+    model = onnx.load(str(tuned))
+    meta = {p.key: p.value for p in model.metadata_props}
+    meta["tuning"] = json.dumps(report.to_dict(), separators=(",", ":"))
+    set_metadata(model, meta)
+    onnx.save(model, str(out))
+    check_onnx(out)
+    tuned.unlink(missing_ok=True)
+    return out
 
 
 def _export_int8(ctx: ExportContext, out: Path) -> Path:

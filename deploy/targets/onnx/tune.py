@@ -1,0 +1,214 @@
+"""``hsnet deploy export --tune``: the ONNX fp32 graph tuned for onnxruntime on this machine, layer by layer.
+
+The variants deploy knows for a layer are exact rewrites: a grouped convolution (neither one group nor depthwise)
+may run with any divisor of its group count, its weights filled out block-diagonally (:mod:`.groups`). Each
+grouped convolution is cut out as a one-node graph on its real input shape, and its variants are timed in
+onnxruntime with the export's thread count, interleaved over rounds in a fresh random order each round, in one
+process; the fastest median is kept, and only if it beats the original by more than ``MIN_GAIN`` (else the
+original stays: no change for noise). The tuned whole graph is then proven equal to the original on the parity
+images (max abs difference at most ``MAX_ABS``) and both are timed, interleaved, for the whole-model ratio. The
+manifest records each layer's choice, its variants' times and gain, and the whole-model figures.
+
+Without ``--tune`` the export keeps the graph as it is: the choices depend on the layer's shape and the machine's
+kernels (docs/deploy.md has one machine's), and one machine is no family default.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deploy.deps import require
+from deploy.errors import DeployError
+from deploy.targets.onnx.groups import block_diagonal, divisors
+from hsnet.toolbox.progress import log as _log
+
+__all__ = ["MAX_ABS", "MIN_GAIN", "LayerChoice", "TuneReport", "tune_onnx"]
+
+#: A variant must beat the original layer's median by more than this to be kept.
+MIN_GAIN = 0.05
+#: The tuned graph must agree with the original within this (max abs on the parity images).
+MAX_ABS = 1e-5
+
+
+@dataclass
+class LayerChoice:
+    """One grouped convolution: its variants' median times (us, by group count) and the one kept."""
+
+    name: str
+    shape: list[int]
+    groups_before: int
+    groups_after: int
+    us: dict[int, float]
+    gain: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "us": {str(k): round(v, 2) for k, v in self.us.items()}, "gain": round(self.gain, 3)}
+
+
+@dataclass
+class TuneReport:
+    """What ``--tune`` measured and kept (recorded in the manifest as ``tuning``)."""
+
+    runtime: str
+    threads: int
+    layers: list[LayerChoice] = field(default_factory=list)
+    whole_before_ms: float | None = None
+    whole_after_ms: float | None = None
+    max_abs: float | None = None
+
+    @property
+    def ratio(self) -> float | None:
+        """Original / tuned median time of the whole graph (above 1: the tuned graph is faster)."""
+        if not self.whole_before_ms or not self.whole_after_ms:
+            return None
+        return self.whole_before_ms / self.whole_after_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "runtime": self.runtime,
+            "threads": self.threads,
+            "layers": [c.to_dict() for c in self.layers],
+            "kept": sum(c.groups_after != c.groups_before for c in self.layers),
+            "whole_before_ms": self.whole_before_ms,
+            "whole_after_ms": self.whole_after_ms,
+            "ratio": None if self.ratio is None else round(self.ratio, 3),
+            "max_abs": self.max_abs,
+        }
+
+    def describe(self) -> str:
+        kept = sum(c.groups_after != c.groups_before for c in self.layers)
+        text = f"{kept} of {len(self.layers)} grouped convolution(s) re-grouped"
+        if self.ratio is not None:
+            text += (f"; whole graph {self.whole_before_ms:.2f} -> {self.whole_after_ms:.2f} ms (x{self.ratio:.2f}, "
+                     f"max abs {self.max_abs:.1e}) [{self.runtime}, {self.threads} thread(s), fp32]")  # fmt: skip
+        return text
+
+
+def _grouped(model: Any) -> list[tuple[Any, Any, int]]:
+    """fp32 grouped convolutions (weight an initializer, neither one group nor depthwise): (node, weight, groups)."""
+    inits = {t.name: t for t in model.graph.initializer}
+    out = []
+    for node in model.graph.node:
+        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
+        if node.op_type == "Conv" and groups > 1 and node.input[1] in inits and inits[node.input[1]].dims[1] > 1:
+            out.append((node, inits[node.input[1]], groups))
+    return out
+
+
+def _one_conv(node: Any, weight: np.ndarray, bias: np.ndarray | None, groups: int, shape: list[int]) -> bytes:
+    """A one-node graph: ``node``'s convolution with ``weight`` and ``groups``, on an input of ``shape``."""
+    onnx = require("onnx", "onnx", "--tune")
+    from onnx import helper, numpy_helper
+
+    inits = [numpy_helper.from_array(weight, "w")]
+    inputs = ["x", "w"]
+    if bias is not None:
+        inits.append(numpy_helper.from_array(bias, "b"))
+        inputs.append("b")
+    attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute if a.name != "group"}
+    conv = helper.make_node("Conv", inputs, ["y"], group=groups, **attrs)
+    graph = helper.make_graph([conv], "layer", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)], inits)  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    return model.SerializeToString()
+
+
+def _time_variants(sessions: dict[int, Any], feed: dict[str, np.ndarray], rounds: int, calls: int) -> dict[int, float]:
+    """Median us per call of each session, interleaved over ``rounds`` in a fresh random order each round."""
+    samples: dict[int, list[float]] = {k: [] for k in sessions}
+    order = list(sessions)
+    rng = random.Random(0)
+    for s in sessions.values():  # warm up: first calls allocate and pick kernels
+        for _ in range(3):
+            s.run(None, feed)
+    for _ in range(rounds):
+        rng.shuffle(order)
+        for k in order:
+            run = sessions[k].run
+            for _ in range(calls):
+                t0 = time.perf_counter()
+                run(None, feed)
+                samples[k].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) * 1e6 for k, v in samples.items()}
+
+
+def tune_onnx(
+    src: Path,
+    dst: Path,
+    x: np.ndarray,
+    *,
+    threads: int = 1,
+    rounds: int = 15,
+    calls: int = 10,
+    log: Callable[[str], None] = _log,
+) -> TuneReport:
+    """Tune ``src`` (fp32 ONNX) into ``dst`` for onnxruntime here; ``x`` are the parity images (float32 NCHW).
+
+    Raises:
+        DeployError: the tuned graph does not agree with the original within :data:`MAX_ABS` (nothing is kept).
+    """
+    onnx = require("onnx", "onnx", "--tune")
+    ort = require("onnxruntime", "onnx", "--tune")
+    from onnx import numpy_helper
+
+    from deploy.onnx_export import check_onnx
+    from deploy.targets.onnx.target import session_options
+
+    model = onnx.load(str(src))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.input]}  # fmt: skip
+    inits = {t.name: t for t in model.graph.initializer}
+    report = TuneReport(runtime=f"onnxruntime {ort.__version__}", threads=threads)
+    opts = session_options(threads)
+    for node, weight, groups in _grouped(model):
+        shape = shapes.get(node.input[0])
+        if not shape or any(d <= 0 for d in shape):
+            continue
+        w = numpy_helper.to_array(weight)
+        b = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] in inits else None
+        sessions = {d: ort.InferenceSession(_one_conv(node, block_diagonal(w, groups, d), b, d, shape), opts,
+                                            providers=["CPUExecutionProvider"]) for d in divisors(groups)}  # fmt: skip
+        feed = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+        us = _time_variants(sessions, feed, rounds, calls)
+        best = min(us, key=us.__getitem__)
+        gain = us[groups] / us[best]
+        keep = best if gain > 1 + MIN_GAIN else groups
+        report.layers.append(LayerChoice(node.name, shape, groups, keep, us, us[groups] / us[keep]))
+        log(f"[deploy] tune {node.name} {shape}: " + ", ".join(f"{d} groups {t:.1f} us" for d, t in us.items())
+            + (f" -> {keep} groups (x{gain:.2f})" if keep != groups else " -> unchanged"))  # fmt: skip
+        if keep != groups:
+            weight.CopyFrom(numpy_helper.from_array(block_diagonal(w, groups, keep), weight.name))
+            for a in node.attribute:
+                if a.name == "group":
+                    a.i = keep
+    onnx.save(model, str(dst))
+    check_onnx(Path(dst))
+    _prove_and_time(src, dst, x, report, opts, ort)
+    return report
+
+
+def _prove_and_time(src: Path, dst: Path, x: np.ndarray, report: TuneReport, opts: Any, ort: Any) -> None:
+    """Max abs difference of the tuned graph from the original on ``x``, and both whole graphs timed."""
+    a, b = (ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"]) for p in (src, dst))
+    name = a.get_inputs()[0].name
+    batch = a.get_inputs()[0].shape[0]
+    step = batch if isinstance(batch, int) and batch > 0 else 1
+    worst = 0.0
+    for i in range(0, len(x) - step + 1, step):
+        feed = {name: np.ascontiguousarray(x[i : i + step], dtype=np.float32)}
+        worst = max(worst, float(np.abs(a.run(None, feed)[0] - b.run(None, feed)[0]).max()))
+    report.max_abs = worst
+    if worst > MAX_ABS:
+        raise DeployError(f"--tune: the tuned graph differs from the original by {worst:.2e} (> {MAX_ABS:g}); "
+                          "not kept")  # fmt: skip
+    feed = {name: np.ascontiguousarray(x[:step], dtype=np.float32)}
+    times = _time_variants({0: a, 1: b}, feed, rounds=10, calls=5)
+    report.whole_before_ms, report.whole_after_ms = times[0] / 1e3, times[1] / 1e3

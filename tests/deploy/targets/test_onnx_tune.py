@@ -1,0 +1,64 @@
+"""``--tune`` for the ONNX target: each grouped convolution's variants are exact (block-diagonal filling), the
+tuned graph is proven equal and measured, the manifest records every choice; targets without a tuner refuse."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from deploy.targets.onnx.groups import block_diagonal, divisors
+from hsnet.cli import main
+
+
+@pytest.mark.parametrize("groups", [2, 4, 8])
+def test_block_diagonal_weights_compute_the_same_convolution(groups: int) -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(8 * 3, 8 * 5, 3, padding=1, groups=groups).eval()
+    x = torch.randn(2, 24, 9, 9)
+    for after in divisors(groups):
+        w = block_diagonal(conv.weight.detach().numpy(), groups, after)
+        merged = torch.nn.functional.conv2d(x, torch.from_numpy(w), conv.bias, padding=1, groups=after)
+        assert merged.shape == conv(x).shape
+        torch.testing.assert_close(merged, conv(x), rtol=0, atol=2e-6)  # the zeros add exact zeros
+        assert w.shape[1] == 24 // after
+
+
+def test_divisors_and_bad_group_counts() -> None:
+    assert divisors(8) == [8, 4, 2, 1] and divisors(6) == [6, 3, 2, 1]
+    with pytest.raises(ValueError, match="do not divide"):
+        block_diagonal(np.zeros((8, 1, 3, 3), np.float32), 8, 3)
+
+
+def test_export_tune_records_each_layer_and_proves_the_graph(tmp_path: Path) -> None:
+    out = tmp_path / "tuned"
+    result = CliRunner().invoke(main, ["deploy", "export", "--model", "hsnet", "--input-size", "32", "--num-classes",
+                                       "10", "--tune", "--parity-images", "8", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "manifest.json").read_text())["artifacts"][0]
+    tuning = record["tuning"]
+    assert tuning["runtime"].startswith("onnxruntime ") and tuning["threads"] == 1
+    assert len(tuning["layers"]) == 20  # HSNet's grouped 3x3 convolutions (8 groups each)
+    for layer in tuning["layers"]:
+        assert set(layer["us"]) == {"8", "4", "2", "1"} and layer["groups_after"] in (1, 2, 4, 8)
+        assert layer["gain"] >= 1.0  # a variant is kept only when it was faster
+    assert tuning["max_abs"] <= 1e-5 and tuning["ratio"] > 0
+    assert record["parity"]["passed"]
+    import onnx
+
+    model = onnx.load(str(out / "hsnet_fp32.onnx"))
+    groups = {n.name: next((a.i for a in n.attribute if a.name == "group"), 1) for n in model.graph.node}
+    for layer in tuning["layers"]:
+        assert groups[layer["name"]] == layer["groups_after"]  # the graph holds what the manifest says
+
+
+def test_tune_on_a_target_without_a_tuner_is_a_usage_error(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        main, ["deploy", "export", "--target", "tflite", "--tune", "--out", str(tmp_path / "x")]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--tune: target tflite has no tuner" in result.stderr and not (tmp_path / "x").exists()
