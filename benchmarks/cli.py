@@ -559,3 +559,11 @@ def export_speed_cmd(model: str, input_size: int, rounds: int, iters: int, threa
     r = result["ratios"]
     click.echo(f"exported / eager = {r['exported_over_eager']:.2f}x; exported / naive = "
                f"{r['exported_over_naive']:.2f}x ({r['exported_faster_than_naive_pct']:.0f} % faster)")  # fmt: skip
+    t = result["tuning"]
+    click.echo(f"tuned: naive / tuned = {r['naive_over_tuned']:.2f}x, exported / tuned = "
+               f"{r['exported_over_tuned']:.2f}x ({t['kept']} of {len(t['layers'])} grouped convolutions "
+               f"re-grouped, max abs {t['max_abs']:.1e})")  # fmt: skip
+    for layer in t["layers"]:
+        if layer["groups_after"] != layer["groups_before"]:
+            click.echo(f"  {layer['name']} {layer['shape']}: {layer['groups_before']} -> {layer['groups_after']} "
+                       f"groups, x{layer['gain']:.2f} alone")  # fmt: skip

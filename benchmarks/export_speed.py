@@ -6,7 +6,9 @@ that a noisy shared machine slows all of them alike:
 * ``exported``: the pipeline's graph (BatchNorm folded, branches merged, export rewrites, onnxsim) on
   onnxruntime (``ORT_ENABLE_ALL``, no spinning);
 * ``eager``: PyTorch eager on the model as trained (not fused), ``torch.inference_mode``;
-* ``naive``: ``torch.onnx.export`` of the unfused model, nothing else, on the same onnxruntime settings.
+* ``naive``: ``torch.onnx.export`` of the unfused model, nothing else, on the same onnxruntime settings;
+* ``tuned``: the exported graph after ``--tune`` (:mod:`deploy.targets.onnx.tune`, measured on this machine first),
+  with the tuner's per-layer choices and gains in the result.
 
 Run: ``hsnet bench export-speed [--model hsnet] [--input-size 224] [--rounds 15] [--iters 20] [--json]``.
 """
@@ -59,20 +61,23 @@ def benchmark_export(
     from deploy.prepare import prepare_model
     from deploy.simplify import simplify_onnx
     from deploy.targets.onnx import OnnxArtifact
+    from deploy.targets.onnx.tune import tune_onnx
     from hsnet.toolbox.machine import machine, package_version
 
     torch.set_num_threads(threads)
     prepared = prepare_model(model, input_size=input_size, seed=seed)
     shape = (1, prepared.in_chans, input_size, input_size)
-    x, _, _ = parity_images(1, input_size, mean=prepared.mean, std=prepared.std)
-    x = np.array(x)
+    xs, _, _ = parity_images(16, input_size, mean=prepared.mean, std=prepared.std)
+    x = np.array(xs[:1])
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         export_onnx(prepared.model, tmp / "raw.onnx", input_shape=shape)
         simplify = simplify_onnx(tmp / "raw.onnx", tmp / "exported.onnx")
         export_onnx(prepared.reference, tmp / "naive.onnx", input_shape=shape)  # unfused, unrewritten, unsimplified
         naive_nodes = sum(OnnxArtifact.load(tmp / "naive.onnx").op_counts().values())
+        tuning = tune_onnx(tmp / "exported.onnx", tmp / "tuned.onnx", np.array(xs), threads=threads, log=lambda _: None)
         exported = OnnxArtifact.load(tmp / "exported.onnx", threads=threads)
+        tuned = OnnxArtifact.load(tmp / "tuned.onnx", threads=threads)
         naive = OnnxArtifact.load(tmp / "naive.onnx", threads=threads)
         xt = torch.from_numpy(x)
         eager = prepared.reference.eval()
@@ -83,6 +88,7 @@ def benchmark_export(
 
         engines: dict[str, Callable[[], Any]] = {
             "exported": lambda: exported(x),
+            "tuned": lambda: tuned(x),
             "eager": run_eager,
             "naive": lambda: naive(x),
         }
@@ -101,7 +107,10 @@ def benchmark_export(
             "exported_over_eager": med["exported"] / med["eager"],
             "exported_over_naive": med["exported"] / med["naive"],
             "exported_faster_than_naive_pct": 100 * (1 - med["exported"] / med["naive"]),
+            "naive_over_tuned": med["naive"] / med["tuned"],
+            "exported_over_tuned": med["exported"] / med["tuned"],
         },
+        "tuning": tuning.to_dict(),
         "onnx_nodes": {"naive": naive_nodes, "exported": simplify.nodes_after},
         "context": {
             "input": list(shape),
