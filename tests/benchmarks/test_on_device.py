@@ -167,3 +167,36 @@ def test_cores_by_name_and_bad_lists() -> None:
         pick_cores("9", info)
     with pytest.raises(HSNetError, match="one kind of core"):
         pick_cores("big", {"device": "ssh://b", "cores": 2, "core_names": names[:2]})
+
+
+def test_ctrl_c_during_a_remote_run_leaves_nothing_running(emulated: None, artifacts: dict) -> None:
+    import subprocess
+    import sys
+
+    marker = artifacts["slow"].name
+    proc = subprocess.Popen([sys.executable, "-m", "hsnet", "bench", "--remote", "qemu:cortex-a76", "--artifact",
+                             str(artifacts["slow"])], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)  # fmt: skip
+
+    def workers() -> list[int]:
+        found = []
+        for p in Path("/proc").iterdir():
+            try:
+                cmd = (p / "cmdline").read_bytes()
+            except OSError:
+                continue
+            if p.name.isdigit() and b"watch_stdin" in cmd and marker.encode() in cmd and int(p.name) != proc.pid:
+                found.append(int(p.name))
+        return found
+
+    deadline = time.monotonic() + 120
+    while not workers() and time.monotonic() < deadline and proc.poll() is None:
+        time.sleep(0.2)
+    assert workers(), "no worker started on the device"
+    proc.send_signal(signal.SIGINT)
+    out = proc.communicate(timeout=60)[0].decode()
+    assert proc.returncode == 130, out
+    assert "Traceback" not in out
+    end = time.monotonic() + 15
+    while workers() and time.monotonic() < end:
+        time.sleep(0.2)
+    assert workers() == []

@@ -110,3 +110,27 @@ def test_a_worker_killed_on_the_device_becomes_a_failure_naming_it(artifacts: di
             w.request({"cmd": "run", "n": 3}, 60)
     finally:
         w.close()
+
+
+def test_a_full_disk_on_the_device_is_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    import shutil
+
+    device = Emulated.parse("qemu:cortex-a76")
+    home = probe(device)["home"]
+    base = Path(remote_base(home))
+    base.mkdir(parents=True, exist_ok=True)
+    if (
+        shutil.which("mount") is None
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(base)], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        big = tmp_path / "big.onnx"
+        big.write_bytes(os.urandom(1 << 20))
+        with pytest.raises(ToolFailure, match=r"qemu:cortex-a76: the push failed \(.*No space left on device"):
+            push(device, [big], home, log=lambda _: None)
+        assert not any(base.glob("incoming-*")) and not any(base.glob("files/*/big.onnx"))
+    finally:
+        subprocess.run(["umount", str(base)], check=True)
