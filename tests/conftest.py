@@ -2,6 +2,7 @@
 benchmark and device tests (tiny CNNs exported with torch in a second, a heavier twin with extra layers as a real
 slowdown, a corrupt file), and a real sshd on loopback."""
 
+import contextlib
 import os
 import shutil
 import socket
@@ -172,3 +173,20 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
         proc.terminate()  # stopped by its PID
         proc.wait(timeout=10)
         log.close()
+
+
+@contextlib.contextmanager
+def tmpfs(mount: Path, size: str = "300k"):
+    """A small tmpfs mounted on ``mount`` for the block (a real full disk); the test skips without root."""
+    mount.mkdir(parents=True, exist_ok=True)
+    if (
+        shutil.which("mount") is None
+        or subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True
+        ).returncode
+    ):
+        pytest.skip("mounting a tmpfs needs root")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

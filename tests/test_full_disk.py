@@ -4,33 +4,21 @@ half-written."""
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from hsnet.cli import main
+from tests.conftest import tmpfs
 
 BASELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "baselines" / "ci-hsnet-96px" / "intel-xeon.json"
 
 
 @pytest.fixture
 def small_disk(tmp_path: Path):
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if (
-        shutil.which("mount") is None
-        or subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], capture_output=True
-        ).returncode
-    ):
-        pytest.skip("mounting a tmpfs needs root")
-    try:
+    with tmpfs(tmp_path / "small") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def _invoke(*args: object):
@@ -60,11 +48,7 @@ def test_json_outputs_on_a_full_disk(small_disk: Path) -> None:
 
 
 def test_train_on_a_full_disk_names_the_checkpoint(tmp_path: Path) -> None:
-    mount = tmp_path / "small"
-    mount.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mount)], capture_output=True).returncode:
-        pytest.skip("mounting a tmpfs needs root")
-    try:
+    with tmpfs(tmp_path / "small", size="1m") as mount:
         result = _invoke("train", "--recipe", "fashion-quick", "--epochs", "1", "--subset", "64", "--test-subset",
                          "32", "--batch-size", "32", "--out", mount / "run")  # fmt: skip
         assert result.exit_code == 3, result.output
@@ -72,5 +56,3 @@ def test_train_on_a_full_disk_names_the_checkpoint(tmp_path: Path) -> None:
         assert line.startswith(f"Error: no space left on the device writing {mount / 'run'}/") and line.endswith(".pt")
         assert "Traceback" not in result.output
         assert not [p for p in (mount / "run").iterdir() if p.name.endswith(".partial")]
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
