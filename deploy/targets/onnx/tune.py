@@ -159,7 +159,7 @@ def tune_onnx(
     from onnx import numpy_helper
 
     from deploy.onnx_export import check_onnx
-    from deploy.targets.onnx.target import session_options
+    from deploy.targets.onnx.session import session_options
 
     model = onnx.load(str(src))
     inferred = onnx.shape_inference.infer_shapes(model)
