@@ -103,8 +103,8 @@ def deploy() -> None:
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (17..20).")
 @click.option("--converter", default=None, help="Converter of targets that have several (tflite: onnx2tf, ...).")
 @click.option("--bisect", is_flag=True, help="On a parity failure, name the first diverging layer.")
-@click.option("--tune", is_flag=True, help="ONNX fp32: time each grouped convolution's exact variants (group counts) "
-              "in onnxruntime here and keep the fastest; the manifest records choices and gains.")  # fmt: skip
+@click.option("--tune", is_flag=True, help="ONNX fp32 and int8: time each grouped convolution's exact variants (group "
+              "counts) in onnxruntime here and keep the fastest; the manifest records choices and gains.")  # fmt: skip
 @click.option(
     "--parity-images",
     type=click.IntRange(min=1),

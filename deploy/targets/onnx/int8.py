@@ -20,7 +20,7 @@ one interleaved run: fp32 13.7 ms, plain QDQ 15.2 ms, filled to 1 group 9.4 ms (
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -111,9 +111,12 @@ def grouped_convs(model: Any) -> list[dict[str, Any]]:
     return found
 
 
-def fill_grouped_convs(src: Path, dst: Path, *, target_groups: int = 1) -> list[dict[str, Any]]:
+def fill_grouped_convs(
+    src: Path, dst: Path, *, target_groups: int = 1, per_layer: Mapping[str, int] | None = None
+) -> list[dict[str, Any]]:
     """Rewrite every grouped QDQ convolution of ``src`` (:func:`grouped_convs`) to ``target_groups`` groups (the
-    largest divisor of its groups not above it) with block-diagonal int8 weights; write ``dst`` (checked).
+    largest divisor of its groups not above it), or to ``per_layer[name]`` groups where given (``--tune``'s
+    choices; a layer it does not name keeps its groups), with block-diagonal int8 weights; write ``dst`` (checked).
 
     Returns:
         One record per rewritten layer: ``name``, ``groups_before``, ``groups_after``.
@@ -132,7 +135,8 @@ def fill_grouped_convs(src: Path, dst: Path, *, target_groups: int = 1) -> list[
     changed = []
     for conv in grouped_convs(model):
         node, dq, weight, groups = conv["node"], conv["dq"], conv["weight"], conv["groups"]
-        after = next(d for d in divisors(groups) if d <= max(target_groups, 1))
+        want = (per_layer or {}).get(node.name, groups) if per_layer is not None else target_groups
+        after = next(d for d in divisors(groups) if d <= max(want, 1))
         zero = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] in inits else None
         if after == groups or uses.get(dq.input[0], 0) != 1 or (zero is not None and np.any(zero != 0)):
             continue  # nothing to merge, a shared weight, or a zero point that would make zeros inexact

@@ -36,7 +36,7 @@ class OnnxExporter(Exporter):
     extra = "onnx"
     precisions = ("fp32", "fp16", "int8")
     converters = ("torch.onnx",)
-    tuner = "grouped convolutions' group counts, timed in onnxruntime here (fp32)"
+    tuner = "grouped convolutions' group counts, timed in onnxruntime here (fp32, int8)"
 
     def check_available(self, options: ExportOptions) -> None:
         for module in ("onnx", "onnxruntime", "onnxsim"):
@@ -100,7 +100,8 @@ def _export_tuned(ctx: ExportContext, out: Path) -> Path:
 
 
 def _export_int8(ctx: ExportContext, out: Path) -> Path:
-    """Static QDQ int8, then grouped convolutions filled to one group when the result is bit-identical to the
+    """Static QDQ int8, then grouped convolutions filled to one group (with ``--tune``: to each layer's fastest
+    group count measured here, :func:`deploy.targets.onnx.tune.tune_int8`) when the result is bit-identical to the
     plain QDQ model on the calibration images (else the plain model; the metadata says which)."""
     import json
 
@@ -115,19 +116,34 @@ def _export_int8(ctx: ExportContext, out: Path) -> Path:
     plain = ctx.work_dir / f"{out.stem}.qdq.onnx"
     quantize_qdq(ctx.onnx_path, plain, ctx.calibration, batch=ctx.options.batch)
     filled = ctx.work_dir / f"{out.stem}.filled.onnx"
-    changed = fill_grouped_convs(plain, filled, target_groups=1)
+    tuning = None
+    if ctx.options.tune:
+        from deploy.targets.onnx.tune import tune_int8
+
+        choices, layers = tune_int8(plain, threads=1)
+        tuning = {"runtime": f"onnxruntime {package_version('onnxruntime')}", "threads": 1,
+                  "layers": [c.to_dict() for c in layers]}  # fmt: skip
+        changed = fill_grouped_convs(plain, filled, per_layer=choices)
+        how = "to each one's fastest group count here (--tune)"
+    else:
+        changed = fill_grouped_convs(plain, filled, target_groups=1)
+        how = "to 1 group"
     chosen, note = plain, "static QDQ, u8 activations, s8 per-channel weights"
     if changed:
         same = _same_outputs(plain, filled, ctx.calibration[:16], ctx.options.batch)
         if same:
             chosen = filled
-            note += f"; {len(changed)} grouped convolution(s) filled to 1 group (bit-identical on 16 images)"
+            note += f"; {len(changed)} grouped convolution(s) filled {how} (bit-identical on 16 images)"
         else:
             note += f"; filling {len(changed)} grouped convolution(s) was not bit-identical here, so not applied"
+    if tuning is not None:
+        tuning["kept"] = len(changed) if chosen is filled else 0
     log(f"[deploy] onnx/int8: {note}")
     model = onnx.load(str(chosen))
     meta = {**ctx.metadata, "precision": "int8", "int8": note,
             "int8_filled": json.dumps([c["name"] for c in changed] if chosen is filled else [])}  # fmt: skip
+    if tuning is not None:
+        meta["tuning"] = json.dumps(tuning, separators=(",", ":"))
     set_metadata(model, meta)
     onnx.save(model, str(out))
     check_onnx(out)

@@ -1,4 +1,7 @@
-"""``hsnet deploy export --tune``: the ONNX fp32 graph tuned for onnxruntime on this machine, layer by layer.
+"""``hsnet deploy export --tune``: the ONNX graphs tuned for onnxruntime on this machine, layer by layer.
+
+fp32 (:func:`tune_onnx`) and int8 (:func:`tune_int8`, whose choices the int8 export applies only where the result
+is bit-identical to the plain QDQ graph, as for its default filling to one group).
 
 The variants deploy knows for a layer are exact rewrites: a grouped convolution (neither one group nor depthwise)
 may run with any divisor of its group count, its weights filled out block-diagonally (:mod:`.groups`). Each
@@ -29,7 +32,7 @@ from deploy.errors import DeployError
 from deploy.targets.onnx.groups import block_diagonal, divisors
 from hsnet.toolbox.progress import log as _log
 
-__all__ = ["MAX_ABS", "MIN_GAIN", "LayerChoice", "TuneReport", "tune_onnx"]
+__all__ = ["MAX_ABS", "MIN_GAIN", "LayerChoice", "TuneReport", "tune_int8", "tune_onnx"]
 
 #: A variant must beat the original layer's median by more than this to be kept.
 MIN_GAIN = 0.05
@@ -212,3 +215,104 @@ def _prove_and_time(src: Path, dst: Path, x: np.ndarray, report: TuneReport, opt
     feed = {name: np.ascontiguousarray(x[:step], dtype=np.float32)}
     times = _time_variants({0: a, 1: b}, feed, rounds=10, calls=5)
     report.whole_before_ms, report.whole_after_ms = times[0] / 1e3, times[1] / 1e3
+
+
+def _qdq_layer(model: Any, conv: dict[str, Any], groups: int, shape: list[int]) -> bytes | None:
+    """One grouped QDQ convolution of ``model`` cut out as its own graph (float input quantized with the layer's
+    own input scale, the weights filled to ``groups``, the output's quantize-dequantize kept), so that onnxruntime
+    fuses it into the same ``QLinearConv`` as in the whole graph. None when the layer's input is not a
+    ``DequantizeLinear`` of constant scale and zero point."""
+    onnx = require("onnx", "onnx", "--tune")
+    from onnx import helper, numpy_helper
+
+    inits = {t.name: t for t in model.graph.initializer}
+    producers = {o: n for n in model.graph.node for o in n.output}
+    consumers = [n for n in model.graph.node if conv["node"].output[0] in n.input]
+    node, dqw = conv["node"], conv["dq"]
+    dqx = producers.get(node.input[0])
+    if dqx is None or dqx.op_type != "DequantizeLinear" or not all(i in inits for i in dqx.input[1:]):
+        return None
+    used: list[Any] = []
+
+    def const(name: str, new: str) -> str:
+        t = onnx.TensorProto()
+        t.CopyFrom(inits[name])
+        t.name = new
+        used.append(t)
+        return new
+
+    sx, zx = (const(n, f"x_{k}") for k, n in zip(("scale", "zero"), dqx.input[1:3], strict=False))
+    w = block_diagonal(numpy_helper.to_array(conv["weight"]), conv["groups"], groups)
+    used.append(numpy_helper.from_array(w, "wq"))
+    nodes = [helper.make_node("QuantizeLinear", ["x", sx, zx], ["xq"]),
+             helper.make_node("DequantizeLinear", ["xq", sx, zx], ["xd"])]  # fmt: skip
+    w_inputs = ["wq", *(const(n, f"w_{i}") for i, n in enumerate(dqw.input[1:]))]
+    nodes.append(helper.make_node("DequantizeLinear", w_inputs, ["wd"], **_attrs(dqw)))
+    conv_inputs = ["xd", "wd"]
+    if len(node.input) > 2 and node.input[2]:
+        dqb = producers.get(node.input[2])
+        if dqb is not None and dqb.op_type == "DequantizeLinear" and all(i in inits for i in dqb.input):
+            b_inputs = [const(n, f"b_{i}") for i, n in enumerate(dqb.input)]
+            nodes.append(helper.make_node("DequantizeLinear", b_inputs, ["bd"], **_attrs(dqb)))
+            conv_inputs.append("bd")
+        elif node.input[2] in inits:
+            conv_inputs.append(const(node.input[2], "b"))
+        else:
+            return None
+    nodes.append(helper.make_node("Conv", conv_inputs, ["y"], **{**_attrs(node), "group": groups}))
+    out = "y"
+    q = next((c for c in consumers if c.op_type == "QuantizeLinear" and all(i in inits for i in c.input[1:])), None)
+    if q is not None:
+        sy, zy = (const(n, f"y_{k}") for k, n in zip(("scale", "zero"), q.input[1:3], strict=False))
+        nodes += [helper.make_node("QuantizeLinear", ["y", sy, zy], ["yq"]),
+                  helper.make_node("DequantizeLinear", ["yq", sy, zy], ["yd"])]  # fmt: skip
+        out = "yd"
+    graph = helper.make_graph(nodes, "layer", [helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)],
+                              [helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, None)], used)  # fmt: skip
+    opset = max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=17)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)]).SerializeToString()
+
+
+def _attrs(node: Any) -> dict[str, Any]:
+    from onnx import helper
+
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def tune_int8(
+    plain: Path, *, threads: int = 1, rounds: int = 15, calls: int = 10, log: Callable[[str], None] = _log
+) -> tuple[dict[str, int], list[LayerChoice]]:
+    """Per grouped QDQ convolution of the plain int8 graph ``plain``: its filling variants (group counts) timed
+    in onnxruntime here as one-layer graphs; returns the group count kept per layer (the fastest, when more than
+    :data:`MIN_GAIN` faster than the layer as it is) and each layer's figures. The caller fills with these choices
+    and keeps the result only where it is bit-identical to the plain graph (:mod:`.int8`)."""
+    onnx = require("onnx", "onnx", "--tune")
+    ort = require("onnxruntime", "onnx", "--tune")
+    from deploy.targets.onnx.int8 import grouped_convs
+    from deploy.targets.onnx.session import session_options
+
+    model = onnx.load(str(plain))
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in [*inferred.graph.value_info, *inferred.graph.input]}  # fmt: skip
+    opts = session_options(threads)
+    choices: dict[str, int] = {}
+    layers: list[LayerChoice] = []
+    for conv in grouped_convs(model):
+        node, groups = conv["node"], conv["groups"]
+        shape = shapes.get(node.input[0])
+        if not shape or any(d <= 0 for d in shape):
+            continue
+        graphs = {d: _qdq_layer(model, conv, d, shape) for d in divisors(groups)}
+        if any(g is None for g in graphs.values()):
+            continue
+        sessions = {d: ort.InferenceSession(g, opts, providers=["CPUExecutionProvider"]) for d, g in graphs.items()}
+        feed = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+        us = _time_variants(sessions, feed, rounds, calls)
+        best = min(us, key=us.__getitem__)
+        keep = best if us[groups] / us[best] > 1 + MIN_GAIN else groups
+        choices[node.name] = keep
+        layers.append(LayerChoice(node.name, shape, groups, keep, us, us[groups] / us[keep]))
+        log(f"[deploy] tune int8 {node.name} {shape}: " + ", ".join(f"{d} groups {t:.1f} us" for d, t in us.items())
+            + (f" -> {keep} groups" if keep != groups else " -> unchanged"))  # fmt: skip
+    return choices, layers

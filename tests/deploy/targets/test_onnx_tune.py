@@ -62,3 +62,26 @@ def test_tune_on_a_target_without_a_tuner_is_a_usage_error(tmp_path: Path) -> No
     )
     assert result.exit_code == 2, result.output
     assert "--tune: target tflite has no tuner" in result.stderr and not (tmp_path / "x").exists()
+
+
+def test_int8_tune_fills_each_layer_to_its_own_fastest_group_count(tmp_path: Path) -> None:
+    out = tmp_path / "int8"
+    result = CliRunner().invoke(main, ["deploy", "export", "--model", "hsnet", "--input-size", "32", "--num-classes",
+                                       "10", "--precision", "int8", "--tune", "--parity-images", "8", "--out",
+                                       str(out)])  # fmt: skip
+    assert result.exit_code == 0, result.output
+    record = next(a for a in json.loads((out / "manifest.json").read_text())["artifacts"] if a["precision"] == "int8")
+    tuning = record["tuning"]
+    assert len(tuning["layers"]) == 20 and all(set(c["us"]) == {"8", "4", "2", "1"} for c in tuning["layers"])
+    import onnx
+
+    model = onnx.load(str(out / "hsnet_int8.onnx"))
+    meta = {p.key: p.value for p in model.metadata_props}
+    groups = {n.name: next((a.i for a in n.attribute if a.name == "group"), 1) for n in model.graph.node}
+    if "bit-identical on 16 images" in meta["int8"]:  # applied: the graph holds each layer's choice
+        assert tuning["kept"] == sum(c["groups_after"] != 8 for c in tuning["layers"])
+        for layer in tuning["layers"]:
+            assert groups[layer["name"]] == layer["groups_after"]
+    else:  # not bit-identical on this CPU (no VNNI): the plain QDQ graph, 8 groups everywhere
+        assert "not bit-identical here" in meta["int8"] and tuning["kept"] == 0
+        assert all(groups[c["name"]] == 8 for c in tuning["layers"])
