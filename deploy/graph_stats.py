@@ -6,7 +6,8 @@ left unfolded, a duplicated weight or a convolution of the wrong size shows up a
 * **Parameters**: elements of every floating-point initializer (or ``Constant``) a node consumes, counted per
   consuming input slot and followed through ``Identity``. Per use, because the TorchScript exporter merges
   initializers with equal values (e.g. two all-zero biases) into one; integer tensors (shapes, indices, slice
-  bounds) and scalars (e.g. the ``Clip`` bounds) are not parameters.
+  bounds) and scalars (e.g. the ``Clip`` bounds) are not parameters, except the quantized weights and biases that
+  a ``DequantizeLinear`` reads in an int8 (QDQ) graph (its scales and zero points are not).
 * **MACs**: ``Conv`` (output elements x input channels per group x kernel area), ``Gemm`` and ``MatMul``
   (output elements x inner dimension), with shapes from ONNX shape inference; the convention of
   :mod:`hsnet.profiling` (convolutions and matrix products only). A symbolic batch counts as 1. Where shape
@@ -151,11 +152,13 @@ def graph_stats(model: Any) -> GraphStats:
     for node in graph.node:
         if node.op_type in ("Identity", "Constant"):
             continue
-        for name in node.input:
+        qdq = node.op_type in ("QuantizeLinear", "DequantizeLinear")
+        for name in node.input[:1] if qdq else node.input:  # not the scales and zero points
             src = alias.get(name, name)
             if src in tensors:
                 elements, is_float, dims = tensors[src]
-                if is_float and dims:
+                quantized = node.op_type == "DequantizeLinear"  # int8 weights, int32 biases
+                if (is_float or quantized) and dims:
                     params += elements
         macs = _node_macs(node, shapes, tensors)
         if macs:

@@ -84,3 +84,12 @@ def test_cross_check_reports_disagreement() -> None:
     cc = cross_check(stats, params=stats.params - 1, macs=stats.macs)
     assert not cc["params_equal"] and cc["macs_equal"]
     assert cross_check(stats, params=stats.params - 14, macs=stats.macs, constants=14)["params_equal"]
+
+
+def test_an_int8_qdq_graph_counts_its_quantized_weights_not_its_scales(hsnet_onnx, tmp_path) -> None:
+    from deploy.targets.onnx.int8 import quantize_qdq
+
+    qdq = quantize_qdq(hsnet_onnx, tmp_path / "q.onnx", np.random.default_rng(0).standard_normal((4, 3, 32, 32),
+                       dtype=np.float32), batch=1)  # fmt: skip
+    fp32, int8 = graph_stats(onnx.load(str(hsnet_onnx))), graph_stats(onnx.load(str(qdq)))
+    assert int8.params == fp32.params and int8.macs == fp32.macs
