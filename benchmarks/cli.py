@@ -89,8 +89,8 @@ def _exit_for(outcome: str) -> None:
 )
 @click.option("--ssh-config", default=None, help="With --remote: an ssh config file instead of ~/.ssh/config.")
 @click.option("--cores", default=None, help="With --remote: pin each worker on the device: big, little or CPU ids.")
-@click.option("--cooldown", type=click.FloatRange(0), default=0.0, help="With --remote: idle seconds before each "
-              "configuration (keeps one row's heat out of the next).")  # fmt: skip
+@click.option("--cooldown", type=click.FloatRange(0), default=0.0, help="With --remote: idle seconds before the "
+              "rounds on a board (before each configuration on the emulated device).")  # fmt: skip
 @click.option("--thermal-limit", type=click.FloatRange(0, 150), default=None, metavar="CELSIUS", help="With --remote: "
               "wait while a thermal zone of the device is above this, and flag the row.")  # fmt: skip
 @click.option(

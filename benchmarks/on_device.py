@@ -45,7 +45,8 @@ class DeviceOptions:
 
     Attributes:
         cores: ``big``, ``little`` or CPU ids ("4,5,6,7"): each worker is pinned there (None: not pinned).
-        cooldown_s: idle seconds before each configuration.
+        cooldown_s: idle seconds before the interleaved rounds of a board (before each configuration on the
+            emulated device, which measures them one after another).
         thermal_limit_c: before each configuration, wait while a thermal zone is above this (at most
             ``thermal_wait_s``), and say so in the row.
     """
