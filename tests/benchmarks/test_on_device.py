@@ -57,6 +57,7 @@ def test_bad_device_requests_are_one_line_usage_errors(args: list[str], code: in
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
 def test_bench_counts_guest_instructions_exactly_with_kernel_classes(
     emulated: None, artifacts: dict, tmp_path: Path
 ) -> None:
@@ -86,6 +87,7 @@ def test_bench_counts_guest_instructions_exactly_with_kernel_classes(
     assert "nothing pushed" in again.stderr
 
 
+@pytest.mark.slow
 def test_the_emulated_device_behind_sshd_is_measured_through_ssh(
     emulated: None, sshd: dict, artifacts: dict, tmp_path: Path
 ) -> None:

@@ -37,6 +37,7 @@ def _cli(*args: object):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["hsnet_fp32.onnx", "hsnet_int8.onnx", "hsnet_fp32.tflite", "hsnet_int8.tflite"])
 def test_parity_on_the_emulated_arm_kernels_matches_the_hosts_tolerances(exported: Path, name: str) -> None:
     here = _cli("deploy", "verify", exported / name, "--count", 16, "--json")
