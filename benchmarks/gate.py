@@ -224,8 +224,9 @@ def compare_results(
     hosts = machine_mismatch(old.environment, new.environment)
     why = None if emulated else hosts
     if emulated and hosts is not None:
+        new_rows = {r.key: r for r in new.rows}
         for v in verdicts:
-            _built_elsewhere(v, old_rows.get(v.key), next((r for r in new.rows if r.key == v.key), None), hosts)
+            _built_elsewhere(v, old_rows.get(v.key), new_rows.get(v.key), hosts)
     if why is not None:
         for v in verdicts:
             if v.change is not None and v.verdict in ("pass", "faster", "regression") and _latency_only(v, metric):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -120,9 +121,7 @@ def device_lines(result: BenchResult) -> list[str]:
     """One line per device of the run: what it is, as read on it."""
     lines = []
     for name, info in (result.environment.get("devices") or {}).items():
-        names: dict[str, int] = {}
-        for c in info.get("core_names") or ():
-            names[c["name"]] = names.get(c["name"], 0) + 1
+        names = Counter(c["name"] for c in info.get("core_names") or ())
         cores = ", ".join(f"{n}x {k}" for k, n in names.items()) or f"{info.get('cores')} cores"
         v = info.get("versions") or {}
         runtimes = ", ".join(f"{k} {x}" for k, x in v.items() if x)

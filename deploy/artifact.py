@@ -73,6 +73,10 @@ class Artifact(abc.ABC):
         artifact's own input tensor there; ``version`` says which runtime and device answered."""
         self._device = (raw_call, version)
 
+    def run_here(self) -> None:
+        """Raw calls run here again (the end of :meth:`run_on`)."""
+        self._device = None
+
     def raw(self, x: np.ndarray) -> np.ndarray:
         """One call of the runtime on the artifact's own input tensor (its layout, dtype and quantization, which
         :meth:`__call__` applies), here or on the device of :meth:`run_on`; its first output, as stored."""

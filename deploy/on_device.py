@@ -67,5 +67,5 @@ def on_device(
     try:
         yield artifact
     finally:
-        artifact._device = None  # back to local calls
+        artifact.run_here()
         worker.close()

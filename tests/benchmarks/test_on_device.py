@@ -18,20 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from hsnet.cli import main
-from hsnet.devices.emulated.device import device_home
 from hsnet.devices.remote import parse_device
-
-
-def _emulated() -> None:
-    if not (device_home() / "stamp").is_file():
-        if os.environ.get("HSNET_REQUIRE_EMULATED") == "1":
-            pytest.fail(f"the emulated device is not built in {device_home()} (bash hsnet/devices/emulated/build.sh)")
-        pytest.skip("the emulated aarch64 device is not built (bash hsnet/devices/emulated/build.sh)")
-
-
-@pytest.fixture
-def emulated() -> None:
-    _emulated()
 
 
 def _cli(*args: object):

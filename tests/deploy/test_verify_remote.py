@@ -4,7 +4,6 @@ device, directly and behind a real sshd on loopback), with the same images and t
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -12,15 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from hsnet.cli import main
-from hsnet.devices.emulated.device import device_home
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _emulated() -> None:
-    if not (device_home() / "stamp").is_file():
-        if os.environ.get("HSNET_REQUIRE_EMULATED") == "1":
-            pytest.fail(f"the emulated device is not built in {device_home()}")
-        pytest.skip("the emulated aarch64 device is not built (bash hsnet/devices/emulated/build.sh)")
+pytestmark = pytest.mark.usefixtures("emulated")  # tests/conftest.py: skip, or fail under HSNET_REQUIRE_EMULATED=1
 
 
 @pytest.fixture(scope="module")
@@ -85,4 +77,3 @@ def test_a_device_without_the_runtime_is_named(exported: Path, sshd: dict) -> No
     bare = _cli("deploy", "verify", exported / "hsnet_fp32.onnx", "--count", 4, "--remote", "ssh://root@device",
                 "--ssh-config", sshd["dir"] / "bare.cfg")  # fmt: skip
     assert bare.exit_code == 3 and "ssh://root@device has no numpy" in bare.stderr, bare.output
-    assert np  # numpy is the host's; the device's is what is missing

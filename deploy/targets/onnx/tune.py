@@ -165,9 +165,7 @@ def tune_onnx(
     from deploy.targets.onnx.session import session_options
 
     model = onnx.load(str(src))
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*inferred.graph.value_info, *inferred.graph.input]}  # fmt: skip
+    shapes = _input_shapes(model)
     inits = {t.name: t for t in model.graph.initializer}
     report = TuneReport(runtime=f"onnxruntime {ort.__version__}", threads=threads)
     opts = session_options(threads)
@@ -177,16 +175,10 @@ def tune_onnx(
             continue
         w = numpy_helper.to_array(weight)
         b = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] in inits else None
-        sessions = {d: ort.InferenceSession(_one_conv(node, block_diagonal(w, groups, d), b, d, shape), opts,
-                                            providers=["CPUExecutionProvider"]) for d in divisors(groups)}  # fmt: skip
-        feed = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-        us = _time_variants(sessions, feed, rounds, calls)
-        best = min(us, key=us.__getitem__)
-        gain = us[groups] / us[best]
-        keep = best if gain > 1 + MIN_GAIN else groups
-        report.layers.append(LayerChoice(node.name, shape, groups, keep, us, us[groups] / us[keep]))
-        log(f"[deploy] tune {node.name} {shape}: " + ", ".join(f"{d} groups {t:.1f} us" for d, t in us.items())
-            + (f" -> {keep} groups (x{gain:.2f})" if keep != groups else " -> unchanged"))  # fmt: skip
+        graphs = {d: _one_conv(node, block_diagonal(w, groups, d), b, d, shape) for d in divisors(groups)}
+        choice = _choose(node.name, shape, groups, graphs, opts, rounds, calls, log, "tune")
+        report.layers.append(choice)
+        keep = choice.groups_after
         if keep != groups:
             weight.CopyFrom(numpy_helper.from_array(block_diagonal(w, groups, keep), weight.name))
             for a in node.attribute:
@@ -196,6 +188,31 @@ def tune_onnx(
     check_onnx(Path(dst))
     _prove_and_time(src, dst, x, report, opts, ort)
     return report
+
+
+def _input_shapes(model: Any) -> dict[str, list[int]]:
+    """Every tensor's shape from ONNX shape inference (0 for an unknown dimension)."""
+    onnx = require("onnx", "onnx", "--tune")
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    return {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+            for v in [*inferred.graph.value_info, *inferred.graph.input]}  # fmt: skip
+
+
+def _choose(name: str, shape: list[int], groups: int, graphs: dict[int, bytes], opts: Any, rounds: int, calls: int,
+            log: Callable[[str], None], what: str) -> LayerChoice:  # fmt: skip
+    """Time one layer's variant graphs (by group count) and keep the fastest when it beats ``groups`` by more than
+    :data:`MIN_GAIN`."""
+    ort = require("onnxruntime", "onnx", "--tune")
+
+    sessions = {d: ort.InferenceSession(g, opts, providers=["CPUExecutionProvider"]) for d, g in graphs.items()}
+    feed = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
+    us = _time_variants(sessions, feed, rounds, calls)
+    best = min(us, key=us.__getitem__)
+    keep = best if us[groups] / us[best] > 1 + MIN_GAIN else groups
+    log(f"[deploy] {what} {name} {shape}: " + ", ".join(f"{d} groups {t:.1f} us" for d, t in us.items())
+        + (f" -> {keep} groups (x{us[groups] / us[keep]:.2f})" if keep != groups else " -> unchanged"))  # fmt: skip
+    return LayerChoice(name, shape, groups, keep, us, us[groups] / us[keep])
 
 
 def _prove_and_time(src: Path, dst: Path, x: np.ndarray, report: TuneReport, opts: Any, ort: Any) -> None:
@@ -287,14 +304,11 @@ def tune_int8(
     :data:`MIN_GAIN` faster than the layer as it is) and each layer's figures. The caller fills with these choices
     and keeps the result only where it is bit-identical to the plain graph (:mod:`.int8`)."""
     onnx = require("onnx", "onnx", "--tune")
-    ort = require("onnxruntime", "onnx", "--tune")
     from deploy.targets.onnx.int8 import grouped_convs
     from deploy.targets.onnx.session import session_options
 
     model = onnx.load(str(plain))
-    inferred = onnx.shape_inference.infer_shapes(model)
-    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-              for v in [*inferred.graph.value_info, *inferred.graph.input]}  # fmt: skip
+    shapes = _input_shapes(model)
     opts = session_options(threads)
     choices: dict[str, int] = {}
     layers: list[LayerChoice] = []
@@ -306,13 +320,7 @@ def tune_int8(
         graphs = {d: _qdq_layer(model, conv, d, shape) for d in divisors(groups)}
         if any(g is None for g in graphs.values()):
             continue
-        sessions = {d: ort.InferenceSession(g, opts, providers=["CPUExecutionProvider"]) for d, g in graphs.items()}
-        feed = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
-        us = _time_variants(sessions, feed, rounds, calls)
-        best = min(us, key=us.__getitem__)
-        keep = best if us[groups] / us[best] > 1 + MIN_GAIN else groups
-        choices[node.name] = keep
-        layers.append(LayerChoice(node.name, shape, groups, keep, us, us[groups] / us[keep]))
-        log(f"[deploy] tune int8 {node.name} {shape}: " + ", ".join(f"{d} groups {t:.1f} us" for d, t in us.items())
-            + (f" -> {keep} groups" if keep != groups else " -> unchanged"))  # fmt: skip
+        choice = _choose(node.name, shape, groups, graphs, opts, rounds, calls, log, "tune int8")  # type: ignore[arg-type]
+        choices[node.name] = choice.groups_after
+        layers.append(choice)
     return choices, layers

@@ -26,17 +26,7 @@ from hsnet.devices.push import push, remote_base
 from hsnet.devices.remote import probe, run
 from hsnet.errors import ToolFailure
 
-
-def _built() -> bool:
-    return (device_home() / "stamp").is_file()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _device_built() -> None:
-    if not _built():
-        if os.environ.get("HSNET_REQUIRE_EMULATED") == "1":
-            pytest.fail(f"the emulated device is not built in {device_home()} (bash hsnet/devices/emulated/build.sh)")
-        pytest.skip("the emulated aarch64 device is not built (bash hsnet/devices/emulated/build.sh)")
+pytestmark = pytest.mark.usefixtures("emulated")  # tests/conftest.py: skip, or fail under HSNET_REQUIRE_EMULATED=1
 
 
 def _cli(*args: object):
