@@ -30,7 +30,7 @@ from benchmarks.environment import RUNTIME_DISTRIBUTIONS
 from benchmarks.errors import BenchError
 from hsnet.errors import HSNetError
 from hsnet.toolbox.atomic import atomic_path, remove_stale_partials
-from hsnet.toolbox.machine import dist_version
+from hsnet.toolbox.machine import dist_version, host_arch
 from hsnet.toolbox.progress import log
 
 __all__ = [
@@ -65,6 +65,7 @@ class ModelSpec:
     user: Any = field(default=None, compare=False, repr=False)
     user_key: str | None = None
     in_chans: int = 3
+    arch: str = field(default_factory=host_arch)  # the CPU family the artifacts are for (deploy's --arch)
 
     def weights_id(self) -> str:
         """``"checkpoint sha256:<hex>"``, ``"random seed=0"`` or the user's module key (deploy's manifest forms)."""
@@ -139,6 +140,7 @@ def cache_key(spec: ModelSpec) -> str:
         "in_chans": spec.in_chans,
         "tools": {d: dist_version(d) for d in RUNTIME_DISTRIBUTIONS},
         "parity_images": PARITY_IMAGES,
+        "arch": spec.arch,
         "code": code_digest(),
     }
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
@@ -230,7 +232,7 @@ def _build_deploy(cache: Path, spec: ModelSpec, target: str, precisions: list[st
     log(f"building {spec.model} {target} {','.join(precisions)} ({spec.input_size}px, batch {spec.batch}) -> {folder}")
     with atomic_path(folder) as tmp:
         options = dict(targets=(target,), precisions=tuple(precisions), batch=spec.batch, out_dir=tmp,
-                       parity_images=PARITY_IMAGES, threads=1)  # fmt: skip
+                       parity_images=PARITY_IMAGES, threads=1, arch=spec.arch)  # fmt: skip
         if spec.user is not None:
             import torch
 

@@ -491,6 +491,7 @@ def _count_proof(ctx: click.Context, remote: str, pairs: int, models: str, runti
         precisions=_csv(precisions),
         input_size=input_size,
         settings=Settings(processes=processes),
+        arch="aarch64",  # the emulated device's family
     )
     out = run_count_proof(req, device, pairs=pairs, slowdown=slowdown if given["slowdown"] else 0.03,
                           threshold=threshold if given["threshold"] else 0.01,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import statistics
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -24,17 +23,17 @@ from benchmarks.environment import collect_environment
 from benchmarks.rounds import Config, Settings, measure, worker_job
 from benchmarks.schema import BenchResult, Row
 from benchmarks.suite import BenchRequest, plan_configs, validate_request
-from hsnet.devices.handle import RUNNER_PATH, WorkerFailed, WorkerProcess, WorkerSkipped
+from hsnet.devices.cost import COUNTED_CALLS, count_instructions
+from hsnet.devices.handle import RUNNER_PATH, WorkerFailed, WorkerSkipped
 from hsnet.devices.push import push, remote_base
 from hsnet.devices.remote import Device, probe
 from hsnet.devices.session import DeviceLauncher, missing_runtime
 from hsnet.errors import HSNetError, ToolFailure
+from hsnet.toolbox.machine import arch_name, host_arch
 from hsnet.toolbox.progress import log as _log
 
 __all__ = ["DeviceOptions", "pick_cores", "run_on_devices"]
 
-#: Counted calls per process on the emulated device (after one uncounted call past the worker's warm-up).
-COUNTED_CALLS = 3
 #: Two processes' counts of a row further apart than this are flagged (they agree to a few hundred instructions).
 COUNT_AGREEMENT = 0.001
 
@@ -109,13 +108,16 @@ def run_on_devices(
     validate_request(req)
     start = time.perf_counter()
     environment = collect_environment()
-    configs = list(planned) if planned is not None else plan_configs(req, log)
+    plans: dict[str | None, list[Config]] = {}
     rows: list[Row] = []
     infos: dict[str, Any] = {}
     gemm: dict[str, Any] = {}
     reference: dict[str, Any] = {}
     for device in devices:
-        mine = [replace(c, row=copy.deepcopy(c.row)) for c in configs]
+        arch = None if planned is not None else device_arch(device)
+        if arch not in plans:  # artifacts are built for each device's CPU family (deploy's --arch)
+            plans[arch] = list(planned) if planned is not None else plan_configs(replace(req, arch=arch), log)
+        mine = [replace(c, row=copy.deepcopy(c.row)) for c in plans[arch]]
         for c in mine:
             c.row.device = device.name
         info = _on_device(device, mine, req.settings, options, metric, log)
@@ -139,6 +141,17 @@ def run_on_devices(
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         wall_s=round(time.perf_counter() - start, 1),
     )
+
+
+def device_arch(device: Device) -> str:
+    """The CPU family ``device`` runs: aarch64 for the emulated device, else what its probe reads (this machine's
+    when the probe fails: the device's rows then say why)."""
+    if device.emulated:
+        return "aarch64"
+    try:
+        return arch_name(str(probe(device).get("arch") or ""))
+    except ToolFailure:
+        return host_arch()
 
 
 def _emulated(info: Mapping[str, Any]) -> bool:
@@ -225,26 +238,19 @@ def _device_block(info: Mapping[str, Any]) -> dict[str, Any]:
 def _count_row(cfg: Config, settings: Settings, launch: DeviceLauncher, base: str) -> None:
     """The row's guest instructions per inference: median of :data:`COUNTED_CALLS` steady-state calls, in each of
     ``settings.processes`` processes (flagged when they disagree beyond :data:`COUNT_AGREEMENT`)."""
-    job = {**worker_job(cfg, settings), "warmup_runs": 1, "warmup_s": 0.0}
+    job = worker_job(cfg, settings)
     per_process: list[float] = []
-    classes: list[dict[str, int]] = []
+    classes: list[dict[str, Any]] = []
     for _ in range(max(1, settings.processes)):
-        counting = replace(launch, env={"HSNET_INSN_FILE": f"{base}/counts-{uuid.uuid4().hex}.txt"})
-        w = WorkerProcess(job, launch=counting)
         try:
-            ready = w.start(settings.start_timeout_s)
-            cfg.row.runtime_version = ready.get("runtime_version")
-            reply = w.request({"cmd": "count", "n": COUNTED_CALLS, "warmup": 1}, settings.start_timeout_s)
+            median = count_instructions(launch, job, base, settings.start_timeout_s)
         except WorkerSkipped as e:
             cfg.row.status = f"skipped: {launch.device.name}: {e}"
             return
         except WorkerFailed as e:
             cfg.row.status = f"failed: {launch.device.name}: {e}"
             return
-        finally:
-            w.close()
-        calls = sorted(reply["calls"], key=lambda c: c["insns"])
-        median = calls[len(calls) // 2]
+        cfg.row.runtime_version = median.pop("runtime_version")
         per_process.append(float(median["insns"]))
         classes.append(median)
     cfg.row.instructions = statistics.median(per_process)

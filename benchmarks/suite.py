@@ -20,6 +20,7 @@ from benchmarks.errors import BenchError
 from benchmarks.rounds import Config, Settings, measure
 from benchmarks.schema import BenchResult, Row
 from hsnet.errors import HSNetError
+from hsnet.toolbox.machine import host_arch
 from hsnet.toolbox.progress import log as _log
 
 __all__ = [
@@ -80,6 +81,8 @@ class BenchRequest:
         device: only ``cpu``.
         settings: how to measure.
         cache: artifact cache folder (None: ``$HSNET_CACHE`` or ``~/.cache/hsnet/artifacts``).
+        arch: the CPU family the artifacts are built for (deploy's ``--arch``; None: this machine's); a
+            ``--remote`` run builds for each device's own.
     """
 
     models: tuple[str, ...] = DEFAULT_MODELS
@@ -95,6 +98,7 @@ class BenchRequest:
     device: str = "cpu"
     settings: Settings = field(default_factory=Settings)
     cache: Path | None = None
+    arch: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -109,6 +113,7 @@ class BenchRequest:
             "artifacts": [str(p) for p in self.artifacts],
             "user_models": list(self.user_models),
             "device": self.device,
+            "arch": self.arch or host_arch(),
         }
 
 
@@ -189,7 +194,8 @@ def plan_configs(req: BenchRequest, log: Callable[[str], None] = _log) -> list[C
     configs: list[Config] = []
     for model in req.models:
         ckpt, acc = ckpts.get(model, (None, None))
-        spec = ModelSpec(model, req.input_size, req.batch, None if ckpt else req.num_classes, ckpt)
+        spec = ModelSpec(model, req.input_size, req.batch, None if ckpt else req.num_classes, ckpt,
+                         arch=req.arch or host_arch())  # fmt: skip
         try:
             params, macs = _model_figures(model, spec.num_classes, req.input_size)
         except HSNetError as e:
@@ -216,7 +222,7 @@ def _user_model_configs(text: str, req: BenchRequest) -> list[Config]:
         raise BenchError(f"--model {text} cannot run on a {req.input_size}x{req.input_size} input ({e})") from None
     key = f"{text} {state_sha256(module)} {source_digest(module)}"
     spec = ModelSpec(name, req.input_size, req.batch, None, None, user=module, user_key=key,
-                     in_chans=input_channels(module))  # fmt: skip
+                     in_chans=input_channels(module), arch=req.arch or host_arch())  # fmt: skip
     return _spec_configs(spec, req, prof.params, prof.macs, None)
 
 

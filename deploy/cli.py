@@ -13,6 +13,7 @@ import click
 
 from hsnet.errors import HSNetError
 from hsnet.toolbox.cli import INPUT_SIZE, NUM_CLASSES, emit_json, user_errors
+from hsnet.toolbox.machine import ARCHES
 
 __all__ = ["deploy"]
 
@@ -105,6 +106,14 @@ def deploy() -> None:
 @click.option("--bisect", is_flag=True, help="On a parity failure, name the first diverging layer.")
 @click.option("--tune", is_flag=True, help="ONNX fp32 and int8: time each grouped convolution's exact variants (group "
               "counts) in onnxruntime here and keep the fastest; the manifest records choices and gains.")  # fmt: skip
+@click.option("--remote", default=None, metavar="DEVICE", help="With --tune: measure the variants on this device "
+              "(ssh://[user@]host[:port]: timed; qemu:cortex-a53|a72|a76: instructions counted) instead of here; "
+              "--arch becomes the device's.")  # fmt: skip
+@click.option("--ssh-option", "ssh_options", multiple=True, metavar="KEY=VALUE", help="With --remote: ssh -o.")
+@click.option("--ssh-config", default=None, help="With --remote: an ssh config file instead of ~/.ssh/config.")
+@click.option("--arch", type=click.Choice(ARCHES), default=None, help="The CPU family the artifacts are for: decides "
+              "the layer variants measured to win there (TFLite int8 fills grouped convolutions on x86_64 only) "
+              "[default: this machine's, or the --remote device's].")  # fmt: skip
 @click.option(
     "--parity-images",
     type=click.IntRange(min=1),
@@ -131,7 +140,8 @@ def export_cmd(
     labels: str | None, mean: str | None, std: str | None, images: str | None, checkpoint: Path | None,
     num_classes: int | None, input_size: int | None,
     batch: int | None, dynamic_batch: bool, precisions: Sequence[str], calibration: str | None, opset: int,
-    converter: str | None, bisect: bool, tune: bool, parity_images: int, threads: int, seed: int,
+    converter: str | None, bisect: bool, tune: bool, remote: str | None, ssh_options: tuple[str, ...],
+    ssh_config: str | None, arch: str | None, parity_images: int, threads: int, seed: int,
     out_dir: Path | None, as_json: bool,
 ) -> None:  # fmt: skip
     """Export MODEL: re-parameterise, ONNX, onnx.checker, onnxsim, then each target, with parity checks.
@@ -152,6 +162,11 @@ def export_cmd(
             raise HSNetError(f"--onnx takes the model, its input size and opset from the file; drop {', '.join(other)}")
     if dynamic_batch and batch is not None:
         raise HSNetError("--batch and --dynamic-batch exclude each other; give one")
+    if (ssh_options or ssh_config) and remote is None:
+        raise HSNetError("--ssh-option and --ssh-config need --remote DEVICE")
+    from deploy.tuning import TuneSite
+
+    site = TuneSite(remote, tuple(ssh_options), ssh_config)
     calib: Any = calibration
     if calibration is not None and calibration != "fashion-mnist":
         calib = Path(calibration)
@@ -177,7 +192,8 @@ def export_cmd(
         targets=tuple(_split(targets)), precisions=tuple(_split(precisions)),
         out_dir=out_dir or Path("exports") / default_out, batch=fixed,
         opset=opset, converter=converter, images=Path(images) if images else None, calibration=calib,
-        parity_images=parity_images, bisect=bisect, seed=seed, threads=threads, tune=tune,
+        parity_images=parity_images, bisect=bisect, seed=seed, threads=threads, tune=tune, arch=arch,
+        tune_site=site,
     )  # fmt: skip
     if onnx_file is not None:
         report = convert_onnx_file(

@@ -58,7 +58,7 @@ def manifest_body(
     findings and timings."""
     from deploy.metadata import INPUT_NAME, OUTPUT_NAME
     from deploy.targets import CORE_DISTRIBUTIONS
-    from hsnet.toolbox.machine import machine, versions
+    from hsnet.toolbox.machine import host_arch, machine, versions
 
     p = prepared
     batch = request.batch
@@ -105,6 +105,9 @@ def manifest_body(
             "images": images,
             "seed": request.seed,
             "threads": request.threads,
+            "tune": request.tune,
+            "tune_on": request.tune_site.remote if request.tune else None,
+            "arch": next((o.arch for o in options_of.values()), request.arch or host_arch()),
         },
         "rewrites": [r.to_dict() for r in p.rewrites],
         "onnx": None if simplify is None else {

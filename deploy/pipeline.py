@@ -33,7 +33,7 @@ from deploy.request import ArtifactRecord, ExportReport, ExportRequest, request_
 from deploy.targets.base import ExportContext, Exporter, ExportOptions, Finding
 from hsnet.errors import ToolFailure
 from hsnet.toolbox.atomic import pid_alive
-from hsnet.toolbox.machine import package_version
+from hsnet.toolbox.machine import host_arch, package_version
 from hsnet.toolbox.progress import log
 
 __all__ = [
@@ -261,11 +261,12 @@ def _tuning(artifact: Any) -> dict[str, Any] | None:
 def _execute(prepared, request: ExportRequest, plan, findings: list[Finding], timings=None) -> ExportReport:  # noqa: ANN001
     """Validate the options against the prepared model, load the images, then run every stage."""
     options_of: dict[tuple[str, str], ExportOptions] = {}
+    arch = request.arch or request.tune_site.arch() or host_arch()
     for exporter, precision in plan:
         conv = request.converter if request.converter in exporter.converters else None
         options = ExportOptions(
             precision=precision, batch=request.batch, input_size=prepared.input_size, opset=request.opset,
-            converter=conv, tune=request.tune,
+            converter=conv, tune=request.tune, tune_site=request.tune_site, arch=arch,
         )  # fmt: skip
         exporter.validate(options)
         options_of[(exporter.name, precision)] = options

@@ -18,7 +18,9 @@ from deploy.errors import DeployError
 from deploy.images import check_source
 from deploy.parity import ParityResult
 from deploy.targets.base import PRECISIONS, Exporter, ExportOptions, Finding
+from deploy.tuning import TuneSite
 from hsnet.toolbox.atomic import check_writable_dir
+from hsnet.toolbox.machine import ARCHES
 
 __all__ = ["ArtifactRecord", "ExportReport", "ExportRequest", "plan_targets", "request_from"]
 
@@ -48,6 +50,10 @@ class ExportRequest:
             other more than they compute.
         tune: measure each layer's exact variants on the target runtime here and keep the fastest (the ONNX
             target's fp32 artifact: :mod:`deploy.targets.onnx.tune`); recorded in the manifest.
+        tune_site: where ``tune`` measures (:class:`deploy.tuning.TuneSite`: here, or a ``--remote`` device).
+        arch: the CPU family the artifacts are for, ``x86_64`` or ``aarch64`` (``None``: this machine's, or the
+            ``tune_site`` device's); decides
+            the layer variants measured to win there (:attr:`deploy.targets.base.ExportOptions.arch`).
     """
 
     targets: Sequence[str] = ("onnx",)
@@ -63,6 +69,8 @@ class ExportRequest:
     seed: int = 0
     threads: int | None = 1
     tune: bool = False
+    tune_site: TuneSite = field(default_factory=TuneSite)
+    arch: str | None = None
 
     def plan(self) -> tuple[list[tuple[Exporter, str]], list[Finding]]:
         """Check every option (nothing is created or converted); return the work plan and the skip findings.
@@ -84,6 +92,13 @@ class ExportRequest:
         wants_int8 = any(p == "int8" for _, p in plan)
         if self.calibration is not None and not wants_int8:
             raise DeployError("calibration data is only used for int8; no int8 artifact was requested")
+        if self.tune_site.remote is not None:
+            if not self.tune:
+                raise DeployError("--remote measures --tune's variants on a device: give --tune (deploy verify "
+                                  "--remote checks parity there)")  # fmt: skip
+            self.tune_site.device()  # a malformed device is a usage error before any work
+        if self.arch is not None and self.arch not in ARCHES:
+            raise DeployError(f"unknown arch {self.arch!r}; valid: {', '.join(ARCHES)}")
         check_source(self.images, "parity images")
         check_source(self.calibration, "calibration data")
         check_writable_dir(self.out_dir)

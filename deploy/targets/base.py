@@ -19,7 +19,8 @@ import torch
 
 from deploy.errors import DeployError
 from deploy.preflight import Finding, graph_findings
-from hsnet.toolbox.machine import package_version
+from deploy.tuning import TuneSite
+from hsnet.toolbox.machine import host_arch, package_version
 
 __all__ = ["ExportContext", "ExportOptions", "Exporter", "Finding", "PRECISIONS"]
 
@@ -38,6 +39,10 @@ class ExportOptions:
         converter: target-specific converter name (``None`` = the target's default).
         tune: measure the exact variants of each layer on the target runtime and keep the fastest (``--tune``;
             targets with :attr:`Exporter.tuner` only).
+        tune_site: where ``--tune`` measures (here, or a ``--remote`` device).
+        arch: the CPU family the artifact is for (:data:`hsnet.toolbox.machine.ARCHES`): without ``--tune`` a
+            target applies the layer variants measured to win there (TFLite int8: grouped convolutions filled on
+            x86-64 only).
     """
 
     precision: str = "fp32"
@@ -46,6 +51,8 @@ class ExportOptions:
     opset: int = 17
     converter: str | None = None
     tune: bool = False
+    tune_site: TuneSite = field(default_factory=TuneSite)
+    arch: str = field(default_factory=host_arch)
 
 
 @dataclass

@@ -95,6 +95,22 @@ def usable_cores() -> int:
     return os.cpu_count() or 1
 
 
+#: The CPU families artifacts are built for (``--arch``).
+ARCHES = ("x86_64", "aarch64")
+
+
+def arch_name(machine: str) -> str:
+    """A CPU family as ``platform.machine()`` (or ``uname -m``) says it, spelled as in :data:`ARCHES` where it is
+    one of them."""
+    m = machine.lower()
+    return {"amd64": "x86_64", "x64": "x86_64", "arm64": "aarch64"}.get(m, m)
+
+
+def host_arch() -> str:
+    """This machine's CPU family (:func:`arch_name`)."""
+    return arch_name(platform.machine())
+
+
 @cache
 def machine() -> str:
     """One line naming the CPU, core count and OS, e.g. ``"Intel Xeon (2 cores), Linux x86_64, Python 3.11.7"``."""

@@ -28,7 +28,7 @@ import numpy as np
 
 from deploy.deps import require
 from deploy.errors import DeployError
-from deploy.targets.onnx.groups import block_diagonal, divisors
+from deploy.targets.onnx.groups import divisors, regroup
 
 __all__ = ["fill_grouped_convs", "grouped_convs", "quantize_qdq"]
 
@@ -140,11 +140,7 @@ def fill_grouped_convs(
         zero = numpy_helper.to_array(inits[dq.input[2]]) if len(dq.input) > 2 and dq.input[2] in inits else None
         if after == groups or uses.get(dq.input[0], 0) != 1 or (zero is not None and np.any(zero != 0)):
             continue  # nothing to merge, a shared weight, or a zero point that would make zeros inexact
-        filled = block_diagonal(numpy_helper.to_array(weight), groups, after)  # (out, in/groups, *kernel)
-        weight.CopyFrom(numpy_helper.from_array(filled, weight.name))
-        for attr in node.attribute:
-            if attr.name == "group":
-                attr.i = after
+        regroup(node, weight, groups, after)  # int8 zeros: exact zeros (zero point 0)
         changed.append({"name": node.name, "groups_before": groups, "groups_after": after})
     onnx.save(model, str(dst))
     check_onnx(Path(dst))

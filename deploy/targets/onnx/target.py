@@ -87,11 +87,28 @@ def _export_tuned(ctx: ExportContext, out: Path) -> Path:
     if ctx.images is None:
         raise DeployError("--tune needs the parity images to prove the tuned graph equal; none were loaded")
     tuned = ctx.work_dir / f"{out.stem}.tuned.onnx"
-    report = tune_onnx(ctx.onnx_path, tuned, ctx.images[:16], threads=1)
-    log(f"[deploy] onnx/fp32 --tune: {report.describe()}")
+    if ctx.options.tune_site.remote is None:
+        report = tune_onnx(ctx.onnx_path, tuned, ctx.images[:16], threads=1)
+        log(f"[deploy] onnx/fp32 --tune: {report.describe()}")
+        tuning = report.to_dict()
+    else:
+        from deploy.targets.onnx.groups import fill_float_convs, float_grouped_convs
+        from deploy.targets.onnx.tune import MAX_ABS
+
+        groups = [g for _, g in float_grouped_convs(ctx.onnx_path)]
+        kept = _tune_on_device(ctx, groups, lambda g, dst: len(fill_float_convs(ctx.onnx_path, dst, g)), "fp32")
+        if kept is None:
+            shutil.copyfile(ctx.onnx_path, out)
+            return out
+        kept[0].replace(tuned)
+        tuning = kept[1]
+        tuning["max_abs"] = _max_abs(ctx.onnx_path, tuned, ctx.images[:16], ctx.options.batch)
+        if tuning["max_abs"] > MAX_ABS:
+            raise DeployError(f"--tune: the tuned graph differs from the original by {tuning['max_abs']:.2e} "
+                              f"(> {MAX_ABS:g}); not kept")  # fmt: skip
     model = onnx.load(str(tuned))
     meta = {p.key: p.value for p in model.metadata_props}
-    meta["tuning"] = json.dumps(report.to_dict(), separators=(",", ":"))
+    meta["tuning"] = json.dumps(tuning, separators=(",", ":"))
     set_metadata(model, meta)
     onnx.save(model, str(out))
     check_onnx(out)
@@ -117,7 +134,18 @@ def _export_int8(ctx: ExportContext, out: Path) -> Path:
     quantize_qdq(ctx.onnx_path, plain, ctx.calibration, batch=ctx.options.batch)
     filled = ctx.work_dir / f"{out.stem}.filled.onnx"
     tuning = None
-    if ctx.options.tune:
+    if ctx.options.tune and ctx.options.tune_site.remote is not None:
+        from deploy.targets.onnx.int8 import grouped_convs
+
+        groups = [c["groups"] for c in grouped_convs(onnx.load(str(plain)))]
+        kept = _tune_on_device(ctx, groups, lambda g, dst: len(fill_grouped_convs(plain, dst, target_groups=g)), "int8")
+        target = 1 if kept is None else kept[1]["groups_after"]
+        tuning = None if kept is None else kept[1]
+        if kept is not None:
+            kept[0].unlink(missing_ok=True)  # rebuilt below as the filled candidate, with its records
+        changed = fill_grouped_convs(plain, filled, target_groups=target) if kept is not None else []
+        how = f"to {target} group(s), measured fastest on {tuning['where']} (--tune)" if tuning else ""
+    elif ctx.options.tune:
         from deploy.targets.onnx.tune import tune_int8
 
         choices, layers = tune_int8(plain, threads=1)
@@ -152,16 +180,46 @@ def _export_int8(ctx: ExportContext, out: Path) -> Path:
     return out
 
 
-def _same_outputs(a: Path, b: Path, x: np.ndarray, batch: int | None) -> bool:
+def _tune_on_device(ctx: ExportContext, groups: list[int], fill: Any, what: str) -> tuple[Path, dict[str, Any]] | None:
+    """``--tune --remote``: the graph's filling variants, whole files, measured on the device
+    (:func:`deploy.tuning.tune_filling`); ``fill(g, dst)`` writes the variant of ``g`` groups and returns how many
+    layers it changed. None when there is no grouped convolution."""
+    from deploy.targets.onnx.groups import divisors
+    from deploy.tuning import tune_filling
+    from hsnet.toolbox.progress import log
+
+    if not groups:
+        log(f"[deploy] onnx/{what} --tune: no grouped convolution, nothing to tune")
+        return None
+
+    def build(g: int) -> tuple[Path, int]:
+        dst = ctx.work_dir / f"{what}-fill{g}.onnx"
+        return dst, fill(g, dst)
+
+    return tune_filling(divisors(max(groups)), build, ctx.options.tune_site, "onnxruntime", _no_local_timing,
+                        what=f"onnx/{what}")  # fmt: skip
+
+
+def _no_local_timing(path: Path) -> Any:
+    raise AssertionError(f"{path.name}: measured on the device, not here")
+
+
+def _max_abs(a: Path, b: Path, x: np.ndarray, batch: int | None) -> float:
+    """The largest absolute difference of two graphs' outputs on ``x`` (in calls of ``batch``)."""
     ort = require("onnxruntime", "onnx", "running ONNX artifacts")
     sessions = [ort.InferenceSession(str(p), session_options(1), providers=["CPUExecutionProvider"]) for p in (a, b)]
     name = sessions[0].get_inputs()[0].name
     step = batch or 1
+    worst = 0.0
     for i in range(0, len(x) - step + 1, step):
         feed = {name: np.ascontiguousarray(x[i : i + step], dtype=np.float32)}
-        if not np.array_equal(sessions[0].run(None, feed)[0], sessions[1].run(None, feed)[0]):
-            return False
-    return True
+        worst = max(worst, float(np.abs(sessions[0].run(None, feed)[0] - sessions[1].run(None, feed)[0]).max()))
+    return worst
+
+
+def _same_outputs(a: Path, b: Path, x: np.ndarray, batch: int | None) -> bool:
+    """Bit-identical outputs on ``x`` (a NaN is never the same)."""
+    return _max_abs(a, b, x, batch) == 0.0
 
 
 def _sort_topologically(graph) -> None:  # noqa: ANN001 - onnx.GraphProto

@@ -18,10 +18,9 @@ kernels (docs/deploy.md has one machine's), and one machine is no family default
 
 from __future__ import annotations
 
-import random
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,12 @@ import numpy as np
 
 from deploy.deps import require
 from deploy.errors import DeployError
-from deploy.targets.onnx.groups import block_diagonal, divisors
+from deploy.targets.onnx.groups import block_diagonal, divisors, grouped_float_nodes, regroup
+from deploy.tuning import MIN_GAIN, keep_fastest, time_interleaved
 from hsnet.toolbox.progress import log as _log
 
 __all__ = ["MAX_ABS", "MIN_GAIN", "LayerChoice", "TuneReport", "tune_int8", "tune_onnx"]
 
-#: A variant must beat the original layer's median by more than this to be kept.
-MIN_GAIN = 0.05
 #: The tuned graph must agree with the original within this (max abs on the parity images).
 MAX_ABS = 1e-5
 
@@ -94,17 +92,6 @@ class TuneReport:
         return text
 
 
-def _grouped(model: Any) -> list[tuple[Any, Any, int]]:
-    """fp32 grouped convolutions (weight an initializer, neither one group nor depthwise): (node, weight, groups)."""
-    inits = {t.name: t for t in model.graph.initializer}
-    out = []
-    for node in model.graph.node:
-        groups = next((a.i for a in node.attribute if a.name == "group"), 1)
-        if node.op_type == "Conv" and groups > 1 and node.input[1] in inits and inits[node.input[1]].dims[1] > 1:
-            out.append((node, inits[node.input[1]], groups))
-    return out
-
-
 def _one_conv(node: Any, weight: np.ndarray, bias: np.ndarray | None, groups: int, shape: list[int]) -> bytes:
     """A one-node graph: ``node``'s convolution with ``weight`` and ``groups``, on an input of ``shape``."""
     onnx = require("onnx", "onnx", "--tune")
@@ -124,22 +111,9 @@ def _one_conv(node: Any, weight: np.ndarray, bias: np.ndarray | None, groups: in
 
 
 def _time_variants(sessions: dict[int, Any], feed: dict[str, np.ndarray], rounds: int, calls: int) -> dict[int, float]:
-    """Median us per call of each session, interleaved over ``rounds`` in a fresh random order each round."""
-    samples: dict[int, list[float]] = {k: [] for k in sessions}
-    order = list(sessions)
-    rng = random.Random(0)
-    for s in sessions.values():  # warm up: first calls allocate and pick kernels
-        for _ in range(3):
-            s.run(None, feed)
-    for _ in range(rounds):
-        rng.shuffle(order)
-        for k in order:
-            run = sessions[k].run
-            for _ in range(calls):
-                t0 = time.perf_counter()
-                run(None, feed)
-                samples[k].append(time.perf_counter() - t0)
-    return {k: float(np.median(v)) * 1e6 for k, v in samples.items()}
+    """Median us per call of each session, interleaved (:func:`deploy.tuning.time_interleaved`)."""
+    return time_interleaved({k: partial(s.run, None, feed) for k, s in sessions.items()}, rounds=rounds,
+                            per_round=calls)  # fmt: skip
 
 
 def tune_onnx(
@@ -169,7 +143,7 @@ def tune_onnx(
     inits = {t.name: t for t in model.graph.initializer}
     report = TuneReport(runtime=f"onnxruntime {ort.__version__}", threads=threads)
     opts = session_options(threads)
-    for node, weight, groups in _grouped(model):
+    for node, weight, groups in grouped_float_nodes(model):
         shape = shapes.get(node.input[0])
         if not shape or any(d <= 0 for d in shape):
             continue
@@ -178,12 +152,8 @@ def tune_onnx(
         graphs = {d: _one_conv(node, block_diagonal(w, groups, d), b, d, shape) for d in divisors(groups)}
         choice = _choose(node.name, shape, groups, graphs, opts, rounds, calls, log, "tune")
         report.layers.append(choice)
-        keep = choice.groups_after
-        if keep != groups:
-            weight.CopyFrom(numpy_helper.from_array(block_diagonal(w, groups, keep), weight.name))
-            for a in node.attribute:
-                if a.name == "group":
-                    a.i = keep
+        if choice.groups_after != groups:
+            regroup(node, weight, groups, choice.groups_after)
     onnx.save(model, str(dst))
     check_onnx(Path(dst))
     _prove_and_time(src, dst, x, report, opts, ort)
@@ -208,8 +178,7 @@ def _choose(name: str, shape: list[int], groups: int, graphs: dict[int, bytes], 
     sessions = {d: ort.InferenceSession(g, opts, providers=["CPUExecutionProvider"]) for d, g in graphs.items()}
     feed = {"x": np.random.default_rng(0).standard_normal(shape).astype(np.float32)}
     us = _time_variants(sessions, feed, rounds, calls)
-    best = min(us, key=us.__getitem__)
-    keep = best if us[groups] / us[best] > 1 + MIN_GAIN else groups
+    keep = keep_fastest(us, groups)
     log(f"[deploy] {what} {name} {shape}: " + ", ".join(f"{d} groups {t:.1f} us" for d, t in us.items())
         + (f" -> {keep} groups (x{us[groups] / us[keep]:.2f})" if keep != groups else " -> unchanged"))  # fmt: skip
     return LayerChoice(name, shape, groups, keep, us, us[groups] / us[keep])

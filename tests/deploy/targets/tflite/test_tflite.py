@@ -76,7 +76,8 @@ def net_jail(tmp_path_factory: pytest.TempPathFactory):
         yield attempts
 
 
-def _context(name: str, work: Path, batch: int | None, *, precision: str = "fp32", converter: str | None = None):
+def _context(name: str, work: Path, batch: int | None, *, precision: str = "fp32", converter: str | None = None,
+             arch: str = "aarch64"):  # fmt: skip
     from deploy.images import load_calibration
     from deploy.onnx_export import export_onnx
     from deploy.prepare import prepare_model
@@ -94,7 +95,7 @@ def _context(name: str, work: Path, batch: int | None, *, precision: str = "fp32
         labels=list(p.labels),
         mean=p.mean,
         std=p.std,
-        options=ExportOptions(precision=precision, batch=batch, input_size=SIZE, converter=converter),
+        options=ExportOptions(precision=precision, batch=batch, input_size=SIZE, converter=converter, arch=arch),
         work_dir=work,
         calibration=calibration,
         metadata=p.metadata().to_strings(),
@@ -102,7 +103,8 @@ def _context(name: str, work: Path, batch: int | None, *, precision: str = "fp32
     return p, ctx
 
 
-#: The fast lane (-m "not slow") converts one model (7 s); the other three (30 s) run in the full suite.
+#: The fast lane (-m "not slow") converts one model (7 s); the other three (30 s) run in the full suite. The files
+#: are those for an aarch64 device (a phone): on x86-64 HSNet's int8 is converted from a filled graph (below).
 FAST = "shufflenetv2_100"
 
 
@@ -143,6 +145,44 @@ def test_each_precision_matches_pytorch_with_its_documented_io(converted: Conver
         sizes[precision] = path.stat().st_size
     assert 0.45 < sizes["fp16"] / sizes["fp32"] < 0.55  # float16 weights
     assert sizes["int8"] / sizes["fp32"] < 0.32  # int8 weights plus per-channel scales
+
+
+def _grouped_conv2d(artifact: TFLiteArtifact) -> int:
+    """CONV_2D operators of the file whose filter sees fewer input channels than the input has (grouped)."""
+    it = artifact.interpreter
+    shapes = {t["index"]: tuple(t["shape"]) for t in it.get_tensor_details()}
+    ops = it._get_ops_details()  # noqa: SLF001 - the only per-op listing the runtime offers
+    return sum(
+        1 for op in ops if op["op_name"] == "CONV_2D" and shapes[op["inputs"][1]][-1] < shapes[op["inputs"][0]][-1]
+    )
+
+
+def test_int8_for_x86_64_runs_hsnet_grouped_convolutions_filled_and_computes_the_same(net_jail, tmp_path) -> None:
+    # On x86-64, LiteRT's int8 took 1.20x HSNet's fp32 time with grouped convolutions and 0.55x with them filled
+    # to one group (INT8_FILL_GROUPS); on aarch64 filling loses. The filled convolution is the same convolution.
+    from deploy.targets.tflite.target import INT8_FILL_GROUPS
+
+    assert INT8_FILL_GROUPS == {"x86_64": 1}
+    p, x86 = _context("hsnet", tmp_path / "x86", 1, arch="x86_64")
+    files = convert_all(x86, ("fp32", "int8"))
+    _, arm = _context("hsnet", tmp_path / "arm", 1, arch="aarch64")
+    phone = convert_all(arm, ("int8",))["int8"]
+    filled, plain, fp32 = (TFLiteArtifact.load(f, threads=1) for f in (files["int8"], phone, files["fp32"]))
+    assert "20 grouped convolution(s) filled to 1 group(s) for x86_64" in filled.metadata()["int8_filled"]
+    assert "int8_filled" not in plain.metadata() and "int8_filled" not in fp32.metadata()
+    assert _grouped_conv2d(filled) == 0 and _grouped_conv2d(plain) == _grouped_conv2d(fp32) == 20
+    x, _, _ = parity_images(64, SIZE, mean=p.mean, std=p.std)
+    reference = reference_logits(p.reference, x)
+    for artifact in (filled, plain):
+        r = compare_logits(reference, artifact(np.array(x)), precision="int8", stage="tflite/int8",
+                           runtime=artifact.runtime, runtime_version="", threads=1, batch=1)  # fmt: skip
+        assert r.passed, r.describe()
+    a, b = filled(np.array(x)), plain(np.array(x))
+    step = filled.input_spec.extra["output_quantization"]["scale"]
+    print(f"filled vs grouped int8: max {np.abs(a - b).max() / step:.1f} output steps, "
+          f"top-1 agreement {(a.argmax(1) == b.argmax(1)).mean():.3f}")  # fmt: skip
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.95
+    assert np.abs(a - b).max() <= 8 * step
 
 
 def test_any_number_of_images_is_run_in_calls_of_the_file_batch(converted: Converted) -> None:
@@ -408,3 +448,35 @@ def test_maxpool_padding_moves_into_an_exact_zero_pad_after_relu(tmp_path: Path)
     for first, pool in (("Conv", {"pads": [1, 1, 1, 1]}), ("Relu", {"pads": [1, 1, 1, 1], "ceil_mode": 1})):
         applied, left = rewrite_for_tflite(graph(first, **pool))
         assert applied == [] and left == ["pool"]  # a possibly negative input, or ceil mode: left alone
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("remote", [None, "qemu:cortex-a76"])
+def test_int8_tune_converts_each_filling_and_keeps_the_cheapest_where_it_runs(remote, request, tmp_path) -> None:
+    # Whole files (one converter run per variant): every grouped convolution filled to 8, 4, 2 and 1 groups,
+    # timed in LiteRT here or counted on the emulated device; the kept file is the cheapest when >5 % cheaper.
+    from click.testing import CliRunner
+
+    from hsnet.cli import main
+
+    if remote is not None:
+        request.getfixturevalue("emulated")
+    out = tmp_path / "tuned"
+    args = ["deploy", "export", "--model", "hsnet", "--target", "tflite", "--precision", "int8", "--input-size",
+            str(SIZE), "--num-classes", "10", "--tune", "--parity-images", "16", "--out", str(out)]  # fmt: skip
+    result = CliRunner().invoke(main, args + (["--remote", remote] if remote else []))
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    record = next(a for a in manifest["artifacts"] if a["target"] == "tflite")
+    tuning = record["tuning"]
+    assert set(tuning["variants"]) == {"8", "4", "2", "1"} and tuning["layers_changed"] == {"8": 0, "4": 20, "2": 20,
+                                                                                            "1": 20}  # fmt: skip
+    assert tuning["unit"] == ("instructions" if remote else "ms") and (remote or "(here)") in tuning["where"]
+    assert manifest["options"]["arch"] == ("aarch64" if remote else "x86_64")
+    costs = {int(g): c for g, c in tuning["variants"].items()}
+    best = min(costs, key=costs.__getitem__)
+    assert tuning["groups_after"] == (best if costs[8] / costs[best] > 1.05 else 8)
+    artifact = TFLiteArtifact.load(out / record["file"], threads=1)
+    assert json.loads(artifact.metadata()["tuning"]) == tuning
+    assert _grouped_conv2d(artifact) == (20 if tuning["groups_after"] > 1 else 0)
+    assert record["parity"]["passed"]
