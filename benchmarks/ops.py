@@ -14,7 +14,10 @@ Kinds (the profiler's of :mod:`hsnet.profiling`, as a CPU sees them):
 
 A convolution's kind comes from its input and weight shapes (``groups = input channels / weight's input
 channels``), so that a node the runtime fused or re-laid out (``FusedConv``, an NCHWc ``Conv``) keeps the kind of
-the layer it computes. Time shares come from the profile; MAC shares from the deployed graph itself
+the layer it computes; a convolution whose profiled shapes do not say it (int8's ``QLinearConv`` runs on an NHWC
+input with its weights prepacked) takes the kind of the deployed graph's layer of the same name. An int8 graph
+whose grouped convolutions were filled to one group (:mod:`deploy.targets.onnx.int8`) runs them as dense ones, and
+they are counted so. Time shares come from the profile; MAC shares from the deployed graph itself
 (:func:`deploy.graph_stats.graph_stats`), classified by the same rule.
 """
 
@@ -35,6 +38,8 @@ _LAYOUT = {
 }  # fmt: skip
 _LINEAR = {"Gemm", "MatMul", "FusedGemm", "FusedMatMul", "MatMulInteger", "QLinearMatMul"}
 _CONV = {"Conv", "FusedConv", "QLinearConv", "ConvInteger", "NhwcFusedConv"}
+#: The suffix onnxruntime's layout transformer gives a node it re-creates (``/stem/conv/Conv_token_21``).
+_TOKEN = re.compile(r"_token_\d+$")
 _ATTENTION = re.compile(r"(^|/)(attn|eca|se|attention)(/|\.|_|$)")
 
 
@@ -74,19 +79,23 @@ def breakdown(
         "sum_vs_median", "profiled_run_ms", "nodes", "source"}`` (and ``"layers"`` on request).
     """
     kinds: dict[str, dict[str, float]] = {k: {"ms": 0.0, "macs": 0} for k in KINDS}
-    rows = []
-    for name, node in profile["nodes"].items():
-        inputs = node.get("inputs") or []
-        kind = classify(node["op"], name, inputs[0] if inputs else None, inputs[1] if len(inputs) > 1 else None)
-        kinds[kind]["ms"] += node["us"] / 1e3
-        rows.append({"name": name, "op": node["op"], "kind": kind, "us": round(node["us"], 3)})
+    graph_kinds: dict[str, str] = {}  # the deployed graph's own layers, by name
     if onnx_path is not None:
         from deploy.graph_stats import graph_stats
 
         stats = graph_stats(onnx_path)
         for layer in stats.layers:
             kind = classify(layer["op"], layer["name"], layer["input_shape"], layer["weight_shape"])
+            graph_kinds[layer["name"]] = kind
             kinds[kind]["macs"] += layer["macs"] // max(stats.batch, 1)
+    rows = []
+    for name, node in profile["nodes"].items():
+        inputs = node.get("inputs") or []
+        kind = classify(node["op"], name, inputs[0] if inputs else None, inputs[1] if len(inputs) > 1 else None)
+        if kind == "other" and node["op"] in _CONV:  # e.g. int8's QLinearConv: NHWC input, weights prepacked
+            kind = graph_kinds.get(_TOKEN.sub("", name), kind)
+        kinds[kind]["ms"] += node["us"] / 1e3
+        rows.append({"name": name, "op": node["op"], "kind": kind, "us": round(node["us"], 3)})
     total_ms = sum(k["ms"] for k in kinds.values())
     total_macs = sum(k["macs"] for k in kinds.values())
     table = {}

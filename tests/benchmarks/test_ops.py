@@ -77,6 +77,26 @@ def test_bench_ops_breaks_a_row_down_by_kind(tmp_path: Path) -> None:
     assert (tmp_path / "ops.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_int8_convolutions_take_the_kind_of_their_layer_in_the_graph(tmp_path: Path) -> None:
+    # onnxruntime runs int8 QDQ convolutions as QLinearConv on an NHWC input with prepacked weights: the profile's
+    # shapes cannot say the kind, the deployed graph's layer of the same name can.
+    import numpy as np
+
+    from deploy.targets.onnx.int8 import quantize_qdq
+
+    fp32 = export_onnx(EveryKind().eval(), tmp_path / "everykind_fp32.onnx", size=16)
+    int8 = tmp_path / "everykind_int8.onnx"
+    quantize_qdq(fp32, int8, np.random.default_rng(0).standard_normal((8, 3, 16, 16)).astype(np.float32), batch=1)
+    args = ["bench", "--artifact", str(int8), "--runs", "16", "--rounds", "4", "--ops", "--ops-layers", "--json",
+            str(tmp_path / "r.json")]  # fmt: skip
+    result = CliRunner().invoke(main, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads((tmp_path / "r.json").read_text())["rows"]
+    convs = {layer["name"]: layer["kind"] for layer in row["ops"]["layers"] if layer["op"] == "QLinearConv"}
+    assert len(convs) >= 4 and "other" not in convs.values(), convs
+    assert {"dense", "depthwise", "grouped", "pointwise"} <= set(convs.values())
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

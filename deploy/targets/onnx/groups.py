@@ -9,12 +9,21 @@ one). Used by ONNX int8 (:mod:`.int8`), by ``--tune`` (:mod:`.tune`) and by the 
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["block_diagonal", "divisors", "fill_float_convs", "float_grouped_convs", "grouped_float_nodes", "regroup"]
+__all__ = [
+    "block_diagonal",
+    "divisors",
+    "fill_float_convs",
+    "float_grouped_convs",
+    "grouped_float_nodes",
+    "input_uses",
+    "regroup",
+]
 
 
 def divisors(groups: int) -> list[int]:
@@ -46,14 +55,16 @@ def regroup(node: Any, weight: Any, groups: int, after: int) -> None:
             attr.i = after
 
 
+def input_uses(model: Any) -> Counter[str]:
+    """How many node inputs of an ONNX model name each tensor."""
+    return Counter(i for n in model.graph.node for i in n.input)
+
+
 def grouped_float_nodes(model: Any) -> list[tuple[Any, Any, int]]:
     """The float grouped convolutions of an ONNX model (weight an initializer used by that node only, neither one
     group nor depthwise): (node, weight initializer, groups)."""
     inits = {t.name: t for t in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
+    uses = input_uses(model)
     found = []
     for node in model.graph.node:
         groups = next((a.i for a in node.attribute if a.name == "group"), 1)

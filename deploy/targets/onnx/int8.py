@@ -28,7 +28,7 @@ import numpy as np
 
 from deploy.deps import require
 from deploy.errors import DeployError
-from deploy.targets.onnx.groups import divisors, regroup
+from deploy.targets.onnx.groups import divisors, input_uses, regroup
 
 __all__ = ["fill_grouped_convs", "grouped_convs", "quantize_qdq"]
 
@@ -128,10 +128,7 @@ def fill_grouped_convs(
 
     model = onnx.load(str(src))
     inits = {t.name: t for t in model.graph.initializer}
-    uses: dict[str, int] = {}
-    for n in model.graph.node:
-        for i in n.input:
-            uses[i] = uses.get(i, 0) + 1
+    uses = input_uses(model)
     changed = []
     for conv in grouped_convs(model):
         node, dq, weight, groups = conv["node"], conv["dq"], conv["weight"], conv["groups"]
