@@ -15,6 +15,12 @@ the plain QDQ model's. The export checks that it is bit-identical on the parity 
 where it is not: onnxruntime's u8s8 products can overflow their int16 intermediate sums on x86 CPUs without
 VNNI (its change #12088), and the zeros can change which sums saturate. HSNet at 224 on an Intel Xeon,
 one interleaved run: fp32 13.7 ms, plain QDQ 15.2 ms, filled to 1 group 9.4 ms (docs/deploy.md).
+
+**How far** depends on the CPU family the file is for (:data:`FILL_GROUPS`, ``--arch``): on x86-64 one group
+(HSNet 224: 0.66x of fp32's time in two bench runs, plain QDQ 1.11-1.15x); on aarch64 four, what the emulated
+Cortex-A76 and A53 counted fewest instructions for across both cores (HSNet 224, guest instructions per inference:
+A76 plain 215.6 M, 4 groups 159.5 M, 2 groups 149.2 M, 1 group 172.2 M; A53 plain 261.5 M, 4 groups 221.2 M,
+2 groups 245.9 M, 1 group 380.4 M).
 """
 
 from __future__ import annotations
@@ -30,7 +36,10 @@ from deploy.deps import require
 from deploy.errors import DeployError
 from deploy.targets.onnx.groups import divisors, input_uses, regroup
 
-__all__ = ["fill_grouped_convs", "grouped_convs", "quantize_qdq"]
+__all__ = ["FILL_GROUPS", "fill_grouped_convs", "grouped_convs", "quantize_qdq"]
+
+#: The group count grouped convolutions are filled to, per CPU family (another family: not filled).
+FILL_GROUPS: dict[str, int] = {"x86_64": 1, "aarch64": 4}
 
 
 def quantize_qdq(src: Path, dst: Path, calibration: np.ndarray, *, batch: int | None) -> Path:

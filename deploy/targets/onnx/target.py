@@ -117,7 +117,8 @@ def _export_tuned(ctx: ExportContext, out: Path) -> Path:
 
 
 def _export_int8(ctx: ExportContext, out: Path) -> Path:
-    """Static QDQ int8, then grouped convolutions filled to one group (with ``--tune``: to each layer's fastest
+    """Static QDQ int8, then grouped convolutions filled to the family's group count (:data:`.int8.FILL_GROUPS`;
+    with ``--tune``: to each layer's fastest
     group count measured here, :func:`deploy.targets.onnx.tune.tune_int8`) when the result is bit-identical to the
     plain QDQ model on the calibration images (else the plain model; the metadata says which)."""
     import json
@@ -125,7 +126,7 @@ def _export_int8(ctx: ExportContext, out: Path) -> Path:
     import onnx
 
     from deploy.onnx_export import check_onnx, set_metadata
-    from deploy.targets.onnx.int8 import fill_grouped_convs, quantize_qdq
+    from deploy.targets.onnx.int8 import FILL_GROUPS, fill_grouped_convs, quantize_qdq
     from hsnet.toolbox.progress import log
 
     if ctx.calibration is None:
@@ -154,8 +155,9 @@ def _export_int8(ctx: ExportContext, out: Path) -> Path:
         changed = fill_grouped_convs(plain, filled, per_layer=choices)
         how = "to each one's fastest group count here (--tune)"
     else:
-        changed = fill_grouped_convs(plain, filled, target_groups=1)
-        how = "to 1 group"
+        target = FILL_GROUPS.get(ctx.options.arch)
+        changed = fill_grouped_convs(plain, filled, target_groups=target) if target else []
+        how = f"to {target} group(s) for {ctx.options.arch}"
     chosen, note = plain, "static QDQ, u8 activations, s8 per-channel weights"
     if changed:
         same = _same_outputs(plain, filled, ctx.calibration[:16], ctx.options.batch)

@@ -79,19 +79,29 @@ def test_filling_is_bit_identical_to_plain_qdq(qdq: tuple[Path, np.ndarray], tmp
     assert w.shape == (16, 32, 3, 3) and np.count_nonzero(w[0, 4:]) == 0 and np.count_nonzero(w[2, :4]) == 0
 
 
-def test_onnx_int8_export_through_the_pipeline(tmp_path: Path) -> None:
-    from deploy import export_model, load_artifact
+@pytest.mark.parametrize(("arch", "groups"), [("x86_64", 1), ("aarch64", 4)])
+def test_onnx_int8_export_through_the_pipeline(arch: str, groups: int, tmp_path: Path) -> None:
+    # The family's group count (FILL_GROUPS: x86-64 one group, aarch64 four, as measured), bit-identical or not kept.
+    import onnx
 
+    from deploy import export_model, load_artifact
+    from deploy.targets.onnx.int8 import FILL_GROUPS
+
+    assert FILL_GROUPS == {"x86_64": 1, "aarch64": 4}
     report = export_model("hsnet", targets=("onnx",), precisions=("fp32", "int8"), input_size=32, num_classes=10,
-                          out_dir=tmp_path, parity_images=32)  # fmt: skip
+                          out_dir=tmp_path, parity_images=32, arch=arch)  # fmt: skip
     int8 = next(a for a in report.artifacts if a.precision == "int8")
     assert int8.parity.passed and int8.parity.images == 32 and int8.parity.top1_agreement >= 0.9
     meta = load_artifact(int8.path).metadata()
     filled = json.loads(meta["int8_filled"])
     assert meta["precision"] == "int8"
     if filled:
-        assert "20 grouped convolution(s) filled to 1 group (bit-identical" in meta["int8"] and len(filled) == 20
+        assert f"20 grouped convolution(s) filled to {groups} group(s) for {arch} (bit-identical" in meta["int8"]
+        assert len(filled) == 20
+        convs = {n.name: n for n in onnx.load(str(int8.path)).graph.node if n.op_type == "Conv"}
+        assert {next(a.i for a in convs[name].attribute if a.name == "group") for name in filled} == {groups}
     else:  # the check at export found a difference and kept the plain QDQ model
         assert not EXACT and "was not bit-identical here, so not applied" in meta["int8"]
     manifest = json.loads(report.manifest.read_text())
     assert manifest["options"]["calibration"] == "128 Fashion-MNIST train images"  # real images, not noise
+    assert manifest["options"]["arch"] == arch
