@@ -130,3 +130,12 @@ def test_tune_remote_measures_whole_onnx_variants_on_the_emulated_device(emulate
         assert grouped.count(after) >= 20
         if record["precision"] == "fp32":
             assert tuning["max_abs"] <= 1e-5
+
+
+def test_tune_on_an_unreachable_device_is_one_line_and_nothing_written(tmp_path: Path) -> None:
+    out = tmp_path / "x"
+    result = CliRunner().invoke(main, ["deploy", "export", "--input-size", "32", "--precision", "int8", "--tune",
+                                       "--remote", "ssh://127.0.0.1:1", "--out", str(out)])  # fmt: skip
+    assert result.exit_code == 3, result.output
+    assert "ssh://127.0.0.1:1: unreachable" in result.stderr and "Traceback" not in result.output
+    assert not out.exists()
