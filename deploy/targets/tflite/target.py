@@ -127,6 +127,11 @@ class TFLiteExporter(Exporter):
             raise DeployError(
                 "converter litert-torch needs a fixed batch; use --batch N, or --converter onnx2tf for a dynamic one"
             )
+        if options.tune and options.precision == "int8" and _converter(options) == "litert-torch":
+            raise DeployError(
+                "--tune fills the ONNX graph's grouped convolutions before the onnx2tf conversion; "
+                "converter litert-torch converts the PyTorch module: use --converter onnx2tf"
+            )
 
     def preflight(self, ctx: ExportContext) -> list[Finding]:
         """The common graph scan plus TFLite specifics: onnx2tf version, untested operations, dynamic batch."""

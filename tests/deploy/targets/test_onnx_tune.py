@@ -70,6 +70,10 @@ def test_tune_on_a_target_without_a_tuner_is_a_usage_error(tmp_path: Path) -> No
         (["--tune", "--remote", "ftp://board"], "ftp://board"),
         (["--ssh-option", "Port=22"], "--ssh-option and --ssh-config need --remote DEVICE"),
         (["--arch", "riscv64"], "riscv64"),
+        (
+            ["--target", "tflite", "--precision", "int8", "--tune", "--converter", "litert-torch"],
+            "converter litert-torch converts the PyTorch module: use --converter onnx2tf",
+        ),
     ],
 )
 def test_bad_tune_site_or_arch_is_one_usage_error_before_any_work(tmp_path: Path, args, message) -> None:
