@@ -26,10 +26,10 @@ from benchmarks.suite import BenchRequest, plan_configs, validate_request
 from hsnet.devices.cost import COUNTED_CALLS, count_instructions
 from hsnet.devices.handle import RUNNER_PATH, WorkerFailed, WorkerSkipped
 from hsnet.devices.push import push, remote_base
-from hsnet.devices.remote import Device, probe
+from hsnet.devices.remote import Device, device_arch, probe
 from hsnet.devices.session import DeviceLauncher, missing_runtime
 from hsnet.errors import HSNetError, ToolFailure
-from hsnet.toolbox.machine import arch_name, host_arch
+from hsnet.toolbox.machine import host_arch
 from hsnet.toolbox.progress import log as _log
 
 __all__ = ["DeviceOptions", "pick_cores", "run_on_devices"]
@@ -114,7 +114,7 @@ def run_on_devices(
     gemm: dict[str, Any] = {}
     reference: dict[str, Any] = {}
     for device in devices:
-        arch = None if planned is not None else device_arch(device)
+        arch = None if planned is not None else _arch(device)
         if arch not in plans:  # artifacts are built for each device's CPU family (deploy's --arch)
             plans[arch] = list(planned) if planned is not None else plan_configs(replace(req, arch=arch), log)
         mine = [replace(c, row=copy.deepcopy(c.row)) for c in plans[arch]]
@@ -143,13 +143,11 @@ def run_on_devices(
     )
 
 
-def device_arch(device: Device) -> str:
-    """The CPU family ``device`` runs: aarch64 for the emulated device, else what its probe reads (this machine's
-    when the probe fails: the device's rows then say why)."""
-    if device.emulated:
-        return "aarch64"
+def _arch(device: Device) -> str:
+    """The CPU family to build ``device``'s artifacts for (this machine's when its probe fails: the device's rows
+    then say why)."""
     try:
-        return arch_name(str(probe(device).get("arch") or ""))
+        return device_arch(device)
     except ToolFailure:
         return host_arch()
 

@@ -94,21 +94,20 @@ class TuneSite:
         device = self.device()
         if device is None:
             return None
-        if device.emulated:
-            return "aarch64"
-        from hsnet.devices.remote import probe
-        from hsnet.toolbox.machine import arch_name
+        from hsnet.devices.remote import device_arch
 
-        return arch_name(str(probe(device).get("arch") or ""))
+        return device_arch(device)
 
-    def whole(self, files: Sequence[Path], runtime: str, load: Callable[[Path], Callable[[], object]]) -> Costs:
-        """Each artifact file's cost: timed here through ``load(file)`` (a callable running one inference), or
-        measured on the device.
+    def whole(self, files: Sequence[Path], runtime: str, load: Callable[[Path], Callable[[], object]] | None) -> Costs:
+        """Each artifact file's cost: timed here through ``load(file)`` (a callable running one inference; needed
+        here only), or measured on the device.
 
         Raises:
             hsnet.errors.ToolFailure: the device cannot measure them (one line naming it).
         """
         if self.remote is None:
+            if load is None:
+                raise ValueError("timing here needs a loader")
             from hsnet.toolbox.machine import cpu_model
 
             us = time_interleaved({f: load(f) for f in files}, rounds=10, per_round=5)
@@ -124,7 +123,7 @@ def tune_filling(
     build: Callable[[int], tuple[Path, int]],
     site: TuneSite,
     runtime: str,
-    load: Callable[[Path], Callable[[], object]],
+    load: Callable[[Path], Callable[[], object]] | None,
     *,
     what: str,
     log: Callable[[str], None] = _log,

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from hsnet.devices.handle import RUNNER_PATH, WorkerFailed, WorkerProcess, WorkerSkipped
-from hsnet.devices.push import push, remote_base
-from hsnet.devices.remote import Device, probe
-from hsnet.devices.session import DeviceLauncher, device_text, missing_runtime
+from hsnet.devices.handle import WorkerFailed, WorkerProcess, WorkerSkipped
+from hsnet.devices.push import remote_base
+from hsnet.devices.remote import Device
+from hsnet.devices.session import DeviceLauncher, device_text, ready_device
 from hsnet.errors import ToolFailure
 from hsnet.toolbox.progress import log as _log
 
@@ -75,12 +75,7 @@ def costs_on_device(
         ToolFailure: the device cannot be reached, lacks the runtime, or a worker failed there (one line naming
             the device and the file).
     """
-    info = probe(device)
-    why = missing_runtime(runtime, info)
-    if why is not None:
-        raise ToolFailure(why)
-    where = push(device, [RUNNER_PATH, *files], info["home"], log=log)
-    launch = DeviceLauncher(device, where[RUNNER_PATH], {str(f): where[f] for f in files})
+    info, launch = ready_device(device, files, runtime, log=log)
     text = device_text(info)
     out = DeviceCosts(text, "instructions" if info.get("emulated") else "ms")
     jobs = {f: {"runtime": runtime, "artifact": str(f), "threads": threads, "seed": 0} for f in files}

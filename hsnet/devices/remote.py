@@ -206,6 +206,20 @@ def probe(device: Device, *, timeout_s: float = 60) -> dict[str, Any]:
     return info
 
 
+def device_arch(device: Device) -> str:
+    """The CPU family ``device`` runs (:data:`hsnet.toolbox.machine.ARCHES` spelling): aarch64 for the emulated
+    device, else what its probe reads.
+
+    Raises:
+        ToolFailure: a board that cannot be reached.
+    """
+    if device.emulated:
+        return "aarch64"
+    from hsnet.toolbox.machine import arch_name
+
+    return arch_name(str(probe(device).get("arch") or ""))
+
+
 def decode_cpuinfo(text: str) -> list[dict[str, Any]]:
     """Per processor of ``/proc/cpuinfo``: its number and core name (ARM: from implementer and part, e.g.
     Cortex-A76; x86: the model name), and the ISA features it lists."""

@@ -8,7 +8,7 @@ checks that it has the runtime, pushes the runner and the artifact and starts th
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from hsnet.devices.remote import Device, probe
 from hsnet.errors import ToolFailure
 from hsnet.toolbox.progress import log as _log
 
-__all__ = ["DEVICE_RUNTIMES", "DeviceLauncher", "device_text", "missing_runtime", "open_worker"]
+__all__ = ["DEVICE_RUNTIMES", "DeviceLauncher", "device_text", "missing_runtime", "open_worker", "ready_device"]
 
 #: Runtimes a device runs, and the distributions that provide them there.
 DEVICE_RUNTIMES = {"onnxruntime": ("onnxruntime",), "tflite": ("ai-edge-litert", "tflite-runtime")}
@@ -65,6 +65,23 @@ def device_text(info: Mapping[str, Any]) -> str:
     return f"{info.get('device')} ({cores}, {info.get('arch')})"
 
 
+def ready_device(
+    device: Device, artifacts: Sequence[Path], runtime: str, *, log: Callable[[str], None] = _log
+) -> tuple[dict[str, Any], DeviceLauncher]:
+    """Probe ``device``, check that it has ``runtime``, push the runner and ``artifacts``; return the probe and a
+    launcher for workers of them.
+
+    Raises:
+        ToolFailure: the device cannot be reached, lacks Python, numpy or the runtime, or the push failed.
+    """
+    info = probe(device)
+    why = missing_runtime(runtime, info)
+    if why is not None:
+        raise ToolFailure(why)
+    where = push(device, [RUNNER_PATH, *artifacts], info["home"], log=log)
+    return info, DeviceLauncher(device, where[RUNNER_PATH], {str(a): where[a] for a in artifacts})
+
+
 def open_worker(
     device: Device,
     artifact: Path,
@@ -81,12 +98,7 @@ def open_worker(
         ToolFailure: the device cannot be reached, lacks Python, numpy or the runtime, the push failed, or the
             worker could not load the artifact there (exit 3), in one line naming the device.
     """
-    info = probe(device)
-    why = missing_runtime(runtime, info)
-    if why is not None:
-        raise ToolFailure(why)
-    where = push(device, [RUNNER_PATH, artifact], info["home"], log=log)
-    launch = DeviceLauncher(device, where[RUNNER_PATH], {str(artifact): where[artifact]})
+    info, launch = ready_device(device, [artifact], runtime, log=log)
     w = WorkerProcess({"runtime": runtime, "artifact": str(artifact), "threads": threads, "warmup_runs": 1,
                        "warmup_s": 0.0}, launch=launch)  # fmt: skip
     try:

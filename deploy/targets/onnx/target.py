@@ -139,13 +139,19 @@ def _export_int8(ctx: ExportContext, out: Path) -> Path:
         from deploy.targets.onnx.int8 import grouped_convs
 
         groups = [c["groups"] for c in grouped_convs(onnx.load(str(plain)))]
-        kept = _tune_on_device(ctx, groups, lambda g, dst: len(fill_grouped_convs(plain, dst, target_groups=g)), "int8")
-        target = 1 if kept is None else kept[1]["groups_after"]
-        tuning = None if kept is None else kept[1]
-        if kept is not None:
-            kept[0].unlink(missing_ok=True)  # rebuilt below as the filled candidate, with its records
-        changed = fill_grouped_convs(plain, filled, target_groups=target) if kept is not None else []
-        how = f"to {target} group(s), measured fastest on {tuning['where']} (--tune)" if tuning else ""
+        records: dict[int, list[dict[str, Any]]] = {}
+
+        def fill(g: int, dst: Path) -> int:
+            records[g] = fill_grouped_convs(plain, dst, target_groups=g)
+            return len(records[g])
+
+        kept = _tune_on_device(ctx, groups, fill, "int8")
+        changed, how = [], ""
+        if kept is not None:  # the kept variant is the filled candidate, checked for bit-identity below
+            kept[0].replace(filled)
+            tuning = kept[1]
+            changed = records[tuning["groups_after"]]
+            how = f"to {tuning['groups_after']} group(s), measured fastest on {tuning['where']} (--tune)"
     elif ctx.options.tune:
         from deploy.targets.onnx.tune import tune_int8
 
@@ -198,12 +204,7 @@ def _tune_on_device(ctx: ExportContext, groups: list[int], fill: Any, what: str)
         dst = ctx.work_dir / f"{what}-fill{g}.onnx"
         return dst, fill(g, dst)
 
-    return tune_filling(divisors(max(groups)), build, ctx.options.tune_site, "onnxruntime", _no_local_timing,
-                        what=f"onnx/{what}")  # fmt: skip
-
-
-def _no_local_timing(path: Path) -> Any:
-    raise AssertionError(f"{path.name}: measured on the device, not here")
+    return tune_filling(divisors(max(groups)), build, ctx.options.tune_site, "onnxruntime", None, what=f"onnx/{what}")
 
 
 def _max_abs(a: Path, b: Path, x: np.ndarray, batch: int | None) -> float:
